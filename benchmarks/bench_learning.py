@@ -41,6 +41,21 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _interleaved_medians(fns, repeats: int, block: int) -> list[float]:
+    """Median seconds per call of each function, timed in alternating blocks of ``block`` calls (so a
+    slow spell of the machine hits every function alike)."""
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, samples, strict=True):
+            t = time.perf_counter()
+            for _ in range(block):
+                fn()
+            out.append((time.perf_counter() - t) / block)
+    return [statistics.median(s) for s in samples]
+
+
 def step_ratio(model_name: str, batch_size: int, hidden: tuple[int, ...],
                repeats: int) -> tuple[float, float, float]:
     """(TL µs, TL with dense pieces µs, centralised µs) per step."""
@@ -85,8 +100,8 @@ def eval_ratio(repeats: int) -> tuple[float, float, float]:
                 F.cross_entropy(model(X), y)
         set_flat_params(model, theta)
 
-    t_batch = _median_time(lambda: batched_loss(model, F.cross_entropy, candidates, X, y), repeats)
-    t_seq = _median_time(sequential, repeats)
+    t_batch, t_seq = _interleaved_medians(
+        (lambda: batched_loss(model, F.cross_entropy, candidates, X, y), sequential), 4 * repeats, block=1)
     return t_batch * 1e3, t_seq * 1e3, t_batch / t_seq
 
 

@@ -6,7 +6,9 @@ candidate parameter vectors in one call.
 - ``stacked``: one stacked forward for models built from ``nn.Linear`` and element-wise layers
   (logreg, MLP, the multi-task net), feature-major (activations (N, features, rows)): every layer
   is one batched matmul (the first against one shared contiguous ``Xᵀ``), every intermediate is
-  contiguous;
+  contiguous, biases ride beside the activations as per-candidate offsets (ReLU keeps them aside as
+  ``relu(h + b) = max(h, −b) + b``), and the cross-entropy is written out for class-major logits;
+  the model's layer slices are resolved once and cached per model;
 - ``vmap``: ``torch.func.functional_call`` under ``torch.func.vmap``, for any model;
 - ``loop``: the candidates one after another with ``functional_call`` (fastest for convolutions on
   CPU, where vmap turns them into grouped convolutions).
@@ -16,6 +18,10 @@ candidate parameter vectors in one call.
 """
 
 from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,22 +48,25 @@ def batched_loss(
 ) -> torch.Tensor:
     """Mean loss on (X, y) of every candidate parameter vector (rows of ``params``, (N, D)) → (N,)."""
     check_choice("method", method, METHODS)
-    layout = ParamLayout.of(model)
-    check(params.ndim == 2 and params.shape[1] == layout.size, "params", tuple(params.shape),
-          f"an (N, {layout.size}) stack of flat parameter vectors")
+    plan = _stacked_plan(model)
+    size = plan.size if plan is not None else ParamLayout.of(model).size
+    check(params.ndim == 2 and params.shape[1] == size, "params", tuple(params.shape),
+          f"an (N, {size}) stack of flat parameter vectors")
     if method == "auto":
-        if stacked_supported(model):
+        if plan is not None:
             method = "stacked"
         else:
             method = "loop" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vmap"
-    from torch.func import functional_call, vmap
-
     params = params.to(next(model.parameters()).dtype)
     with torch.no_grad():
         if method == "stacked":
-            check(stacked_supported(model), "method", method,
+            check(plan is not None, "method", method,
                   "'stacked' needs an nn.Sequential (or MultiTaskNet) of Linear and element-wise layers")
-            return _stacked_loss(model, loss_fn, layout.unflatten(params), X, y)
+            assert plan is not None
+            return plan.loss(loss_fn, params, X, y)
+        from torch.func import functional_call, vmap
+
+        layout = ParamLayout.of(model)
         if method == "loop":
             return torch.stack([loss_fn(functional_call(model, layout.unflatten(p), (X,)), y) for p in params])
 
@@ -69,66 +78,136 @@ def batched_loss(
 
 def stacked_supported(model: nn.Module) -> bool:
     """Whether :func:`batched_loss` can use one stacked forward for this model."""
+    return _stacked_plan(model) is not None
+
+
+class _Linear(NamedTuple):
+    """An ``nn.Linear`` as slices of the flat parameter vector."""
+
+    weight: slice
+    shape: tuple[int, int]  # (out, in)
+    bias: slice | None
+
+
+_Op = _Linear | nn.Module  # a Linear layer, or an element-wise module applied as it is
+
+
+@dataclass(frozen=True)
+class _StackedPlan:
+    """The stacked forward of one model, resolved once: its layers as slices of the flat vector."""
+
+    size: int
+    trunk: tuple[_Op, ...]
+    heads: tuple[tuple[str, tuple[_Op, ...]], ...] | None  # MultiTaskNet heads, else None
+
+    def loss(self, loss_fn: LossFn, P: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n = P.shape[0]
+        z = self._forward(self.trunk, P, X.reshape(X.shape[0], -1).T.contiguous(), n)
+        if self.heads is None:
+            if loss_fn is F.cross_entropy:
+                return _cross_entropy_per_candidate(z, y)
+            out = z.transpose(1, 2)  # (N, B, C) for the loss
+        else:
+            logits = {k: self._forward(ops, P, z, n) for k, ops in self.heads}
+            if isinstance(loss_fn, MultiTaskLoss):
+                return sum(w * _cross_entropy_per_candidate(logits[t], y[:, k])
+                           for k, (t, w) in enumerate(zip(loss_fn.tasks, loss_fn.weights, strict=True)))
+            out = {k: v.transpose(1, 2) for k, v in logits.items()}
+        from torch.func import vmap
+
+        return vmap(loss_fn, in_dims=(0, None))(out, y)
+
+    @staticmethod
+    def _forward(ops: tuple[_Op, ...], P: torch.Tensor, h: torch.Tensor, n: int) -> torch.Tensor:
+        """All N candidates at once, feature-major: ``h`` is the shared (I, B) input (``Xᵀ``) until the
+        first Linear, then (N, F, B), so every layer's output is one contiguous batched-GEMM result.
+
+        Biases ride beside the activations as a per-candidate offset ``off`` (N, F) — the layer's true
+        output is ``h + off`` — so no (N, F, B) tensor is ever filled with broadcast biases: a Linear
+        after an offset takes ``W·off + b`` as its own offset, and ReLU keeps the offset aside with
+        ``relu(h + off) = max(h, −off) + off``. Other element-wise layers add the offset first."""
+        off: torch.Tensor | None = None
+        for i, op in enumerate(ops):
+            if isinstance(op, _Linear):
+                W = P[:, op.weight].view(n, *op.shape)
+                b = None if op.bias is None else P[:, op.bias]
+                if off is not None:
+                    shifted = torch.bmm(W, off[:, :, None]).squeeze(2)
+                    off = shifted if b is None else shifted.add_(b)
+                else:
+                    off = b
+                # a shared input: every candidate's weights against the same Xᵀ (stride-0 batch)
+                h = h.expand(n, *h.shape) if h.ndim == 2 else h
+                if off is None or (i + 1 < len(ops) and isinstance(ops[i + 1], nn.ReLU)):
+                    h = torch.bmm(W, h)  # the offset stays aside for the ReLU
+                else:
+                    h, off = torch.baddbmm(off[:, :, None], W, h), None
+            elif isinstance(op, nn.ReLU) and off is not None:
+                h = h.clamp_min_(off.neg()[:, :, None])
+            else:
+                if off is not None:
+                    h, off = h.add_(off[:, :, None]), None
+                h = (torch.relu_(h) if h.ndim == 3 else torch.relu(h)) if isinstance(op, nn.ReLU) else op(h)
+        if off is not None:
+            h = h.add_(off[:, :, None])
+        return h if h.ndim == 3 else h.expand(n, *h.shape)
+
+
+_PLANS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, _StackedPlan | None]] = weakref.WeakKeyDictionary()
+
+
+def _stacked_plan(model: nn.Module) -> _StackedPlan | None:
+    """The model's stacked forward (cached per model and its module structure), or None when the model is
+    not an ``nn.Sequential`` (or :class:`MultiTaskNet`) of Linear and element-wise layers."""
+    key = tuple((name, id(m)) for name, m in model.named_modules())
+    hit = _PLANS.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    layout = ParamLayout.of(model)
+    plan = None
     if isinstance(model, MultiTaskNet):
-        return _plain_sequence(model.trunk) and all(isinstance(h, nn.Linear) for h in model.heads.values())
-    return isinstance(model, nn.Sequential) and _plain_sequence(model)
+        trunk = _ops(model.trunk, "trunk.", layout)
+        heads = tuple((k, (_linear(h, f"heads.{k}.", layout),) if isinstance(h, nn.Linear) else None)
+                      for k, h in model.heads.items())
+        if trunk is not None and all(ops is not None for _, ops in heads):
+            plan = _StackedPlan(layout.size, trunk, heads)  # type: ignore[arg-type]
+    elif isinstance(model, nn.Sequential):
+        trunk = _ops(model, "", layout)
+        plan = None if trunk is None else _StackedPlan(layout.size, trunk, None)
+    _PLANS[model] = (key, plan)
+    return plan
 
 
-def _plain_sequence(seq: nn.Sequential) -> bool:
-    ok = all(isinstance(m, (nn.Linear, *_ELEMENTWISE)) for m in seq)
-    return ok and any(isinstance(m, nn.Linear) for m in seq)
+def _linear(m: nn.Linear, path: str, layout: ParamLayout) -> _Linear:
+    return _Linear(layout.slice_of(path + "weight"), (m.out_features, m.in_features),
+                   None if m.bias is None else layout.slice_of(path + "bias"))
 
 
-def _stacked_forward(seq: nn.Sequential, prefix: str, params: dict[str, torch.Tensor],
-                     h: torch.Tensor, n: int) -> torch.Tensor:
-    """Forward all N candidates at once, feature-major: ``h`` is the shared (I, B) input (``Xᵀ``) until
-    the first Linear, then (N, F, B), so every layer's output is one contiguous batched-GEMM result."""
+def _ops(seq: nn.Sequential, prefix: str, layout: ParamLayout) -> tuple[_Op, ...] | None:
+    """A Sequential's layers as stacked-forward ops, or None if it holds anything but Linear and
+    element-wise layers (or no Linear at all)."""
+    ops: list[_Op] = []
     for name, m in seq.named_children():
-        if not isinstance(m, nn.Linear):
-            if isinstance(m, nn.ReLU):
-                h = torch.relu_(h) if h.ndim == 3 else torch.relu(h)
-            elif not isinstance(m, nn.Dropout | nn.Identity):
-                h = m(h)
-            continue
-        W = params[f"{prefix}{name}.weight"]  # (N, O, I)
-        b = params.get(f"{prefix}{name}.bias")
-        if h.ndim == 2:  # shared input: every candidate's weights against the same Xᵀ (stride-0 batch)
-            h = h.expand(n, *h.shape)
-        h = torch.bmm(W, h) if b is None else torch.baddbmm(b[:, :, None], W, h)
-    return h if h.ndim == 3 else h.expand(n, *h.shape)
-
-
-def _stacked_loss(model, loss_fn, params, X, y) -> torch.Tensor:
-    n = next(iter(params.values())).shape[0]
-    Xt = X.reshape(X.shape[0], -1).T.contiguous()
-    if isinstance(model, MultiTaskNet):
-        z = _stacked_forward(model.trunk, "trunk.", params, Xt, n)
-        out = {k: _stacked_forward(nn.Sequential(head), "", _rename(params, f"heads.{k}.", "0."), z, n)
-               for k, head in model.heads.items()}
-        if isinstance(loss_fn, MultiTaskLoss):
-            return sum(w * _cross_entropy_per_candidate(out[t], y[:, k])
-                       for k, (t, w) in enumerate(zip(loss_fn.tasks, loss_fn.weights, strict=True)))
-        out = {k: v.transpose(1, 2) for k, v in out.items()}
-    else:
-        out = _stacked_forward(model, "", params, Xt, n)
-        if loss_fn is F.cross_entropy:
-            return _cross_entropy_per_candidate(out, y)
-        out = out.transpose(1, 2)  # (N, B, C) for the loss
-    from torch.func import vmap
-
-    return vmap(loss_fn, in_dims=(0, None))(out, y)
-
-
-def _rename(params: dict[str, torch.Tensor], prefix: str, new: str) -> dict[str, torch.Tensor]:
-    return {new + k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+        if isinstance(m, nn.Linear):
+            ops.append(_linear(m, f"{prefix}{name}.", layout))
+        elif isinstance(m, _ELEMENTWISE):
+            if not isinstance(m, nn.Dropout | nn.Identity):  # evaluation: dropout is the identity
+                ops.append(m)
+        else:
+            return None
+    return tuple(ops) if any(isinstance(op, _Linear) for op in ops) else None
 
 
 def _cross_entropy_per_candidate(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each candidate's class-major logits (N, C, B), as ``logsumexp − logit of
-    the label`` (same value as ``F.cross_entropy``; its log-softmax kernel is slow on CPU for few
-    classes)."""
-    picked = logits.gather(1, y.view(1, 1, -1).expand(logits.shape[0], 1, -1)).squeeze(1)
-    return (logits.logsumexp(1) - picked).mean(1)
+    """Mean cross-entropy of each candidate's class-major logits (N, C, B), as ``mean(logsumexp) −
+    mean(logit of the label)`` (same value as ``F.cross_entropy``; its log-softmax kernel is slow on
+    CPU for few classes). The log-sum-exp is written out (max, exp, sum, log), and the labels' logits
+    are summed by one matrix-vector product with the labels' one-hot (C·B) mask."""
+    n, c, b = logits.shape
+    top = logits.amax(1)
+    lse = (logits - top[:, None]).exp_().sum(1).log_().add_(top).mean(1)
+    onehot = logits.new_zeros(c, b).scatter_(0, y.view(1, -1), 1.0 / b)
+    return lse.sub_(torch.mv(logits.reshape(n, c * b), onehot.view(-1)))
 
 
 def batched_accuracy(model: nn.Module, params: torch.Tensor, X: torch.Tensor, y: torch.Tensor,

@@ -38,3 +38,63 @@ def test_accuracy_of_a_multitask_head(risk_digits):
     assert 0.0 <= accuracy(model, X, y, "risk") <= 1.0
     with pytest.raises(ValueError, match="task"):
         accuracy(model, X, y, "credit")
+
+
+def _sequential_losses(model, loss, candidates, X, y):
+    theta = flat_params(model)
+    out = []
+    for p in candidates:
+        set_flat_params(model, p)
+        out.append(loss_value(model, loss, X, y))
+    set_flat_params(model, theta)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def _candidates(model, n, scale, seed=0):
+    theta = flat_params(model)
+    g = torch.Generator().manual_seed(seed)
+    return theta + scale * torch.randn(n, theta.numel(), generator=g, dtype=theta.dtype)
+
+
+def test_stacked_forward_layer_mix_float64():
+    """Offsets through ReLU, Tanh, a bias-free Linear and a trailing element-wise layer: equal to the
+    module's own forward (float64, 1e-10)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 6, bias=False), torch.nn.ReLU(),
+        torch.nn.Linear(6, 6), torch.nn.Tanh(), torch.nn.Dropout(0.5), torch.nn.Linear(6, 4), torch.nn.Sigmoid(),
+    ).double().eval()
+    X = torch.randn(40, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 4, (40,), generator=torch.Generator().manual_seed(2))
+    cands = _candidates(model, 5, 0.3)
+    got = batched_loss(model, F.cross_entropy, cands, X, y, method="stacked")
+    assert torch.allclose(got, _sequential_losses(model, F.cross_entropy, cands, X, y), atol=1e-10, rtol=0)
+
+
+def test_stacked_forward_with_any_loss(risk_digits):
+    """A loss other than plain cross-entropy goes through the stacked logits unchanged."""
+    model = build_model("mlp", 64, 10, seed=0, hidden=(16, 8)).double()
+    X, y = dataset_tensors(risk_digits.val)
+    X, y = X.double(), y[:, 0]
+
+    def smoothed(out, t):
+        return F.cross_entropy(out, t, label_smoothing=0.1)
+
+    cands = _candidates(model, 4, 0.05)
+    got = batched_loss(model, smoothed, cands, X, y, method="stacked")
+    assert torch.allclose(got, _sequential_losses(model, smoothed, cands, X, y), atol=1e-10, rtol=0)
+
+
+def test_stacked_plan_follows_a_replaced_layer(risk_digits):
+    """The cached layer plan is rebuilt when the model's modules change."""
+    model = build_model("mlp", 64, 10, seed=0, hidden=(16,))
+    X, y = dataset_tensors(risk_digits.val)
+    y = y[:, 0]
+    cands = _candidates(model, 3, 0.05)
+    batched_loss(model, F.cross_entropy, cands, X, y)  # caches the plan
+    model[1] = torch.nn.Tanh()
+    got = batched_loss(model, F.cross_entropy, cands, X, y)
+    assert torch.allclose(got, _sequential_losses(model, F.cross_entropy, cands, X, y).float(), atol=1e-5)
+    model[1] = torch.nn.Conv1d(1, 1, 1)  # not stackable any more: auto falls back, stacked refuses
+    with pytest.raises(ValueError, match="method"):
+        batched_loss(model, F.cross_entropy, flat_params(model)[None], X, y, method="stacked")
