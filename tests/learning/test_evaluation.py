@@ -56,16 +56,17 @@ def _candidates(model, n, scale, seed=0):
     return theta + scale * torch.randn(n, theta.numel(), generator=g, dtype=theta.dtype)
 
 
-def test_stacked_forward_layer_mix_float64():
-    """Offsets through ReLU, Tanh, a bias-free Linear and a trailing element-wise layer: equal to the
-    module's own forward (float64, 1e-10)."""
+@pytest.mark.parametrize("rows", [40, 32, 1])
+def test_stacked_forward_layer_mix_float64(rows):
+    """Offsets through ReLU, Tanh, a bias-free Linear and a trailing element-wise layer, with and without
+    padded rows: equal to the module's own forward (float64, 1e-10)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 6, bias=False), torch.nn.ReLU(),
         torch.nn.Linear(6, 6), torch.nn.Tanh(), torch.nn.Dropout(0.5), torch.nn.Linear(6, 4), torch.nn.Sigmoid(),
     ).double().eval()
-    X = torch.randn(40, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    y = torch.randint(0, 4, (40,), generator=torch.Generator().manual_seed(2))
+    X = torch.randn(rows, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 4, (rows,), generator=torch.Generator().manual_seed(2))
     cands = _candidates(model, 5, 0.3)
     got = batched_loss(model, F.cross_entropy, cands, X, y, method="stacked")
     assert torch.allclose(got, _sequential_losses(model, F.cross_entropy, cands, X, y), atol=1e-10, rtol=0)
