@@ -54,6 +54,8 @@ def compare_substrates(
     seed: int = 0,
 ) -> SubstrateComparison:
     """Train the four substrates on the same data and initial parameters."""
+    check(isinstance(local_epochs, int) and local_epochs >= 1, "local_epochs", local_epochs, "an integer ≥ 1")
+    check(isinstance(epochs, int) and epochs >= 1, "epochs", epochs, "an integer ≥ 1")
     check(epochs % local_epochs == 0, "epochs", epochs, f"a multiple of local_epochs={local_epochs}")
     data = load_dataset(dataset, seed=derive_seed(seed, 1))
     splits = split(data, seed=derive_seed(seed, 2))

@@ -151,17 +151,22 @@ def split(data: Dataset, *, val_fraction: float = 0.15, test_fraction: float = 0
     """Stratified, seeded train / validation / test split."""
     from sklearn.model_selection import train_test_split
 
-    check_fraction("val_fraction", val_fraction)
-    check_fraction("test_fraction", test_fraction)
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        check(check_fraction(name, value) > 0, name, value, "a fraction in (0, 1): the split needs rows")
     check(val_fraction + test_fraction < 1.0, "val_fraction + test_fraction", val_fraction + test_fraction,
           "less than 1 (something must remain for training)")
     rng = as_generator(seed)
     idx = np.arange(len(data))
-    state = int(rng.integers(0, 2**31 - 1))
-    rest, test = train_test_split(idx, test_size=test_fraction, stratify=data.y, random_state=state)
-    state = int(rng.integers(0, 2**31 - 1))
-    val_share = val_fraction / (1.0 - test_fraction)
-    train, val = train_test_split(rest, test_size=val_share, stratify=data.y[rest], random_state=state)
+    try:
+        state = int(rng.integers(0, 2**31 - 1))
+        rest, test = train_test_split(idx, test_size=test_fraction, stratify=data.y, random_state=state)
+        state = int(rng.integers(0, 2**31 - 1))
+        val_share = val_fraction / (1.0 - test_fraction)
+        train, val = train_test_split(rest, test_size=val_share, stratify=data.y[rest], random_state=state)
+    except ValueError as err:  # scikit-learn: a split too small to hold every class
+        raise InputError("dataset", f"{data.name} ({len(data)} rows, {data.n_classes} classes)",
+                         f"enough rows for a stratified split with val_fraction={val_fraction}, "
+                         f"test_fraction={test_fraction} ({err})") from None
     return Splits(data.subset(np.sort(train)), data.subset(np.sort(val)), data.subset(np.sort(test)))
 
 
@@ -178,8 +183,8 @@ class Quality:
     def __post_init__(self) -> None:
         check_fraction("label_noise", self.label_noise)
         check_fraction("duplicates", self.duplicates)
-        check(self.feature_noise >= 0 and np.isfinite(self.feature_noise), "feature_noise",
-              self.feature_noise, "a finite standard deviation ≥ 0")
+        ok = isinstance(self.feature_noise, int | float) and np.isfinite(self.feature_noise)
+        check(ok and self.feature_noise >= 0, "feature_noise", self.feature_noise, "a finite standard deviation ≥ 0")
 
     @property
     def is_clean(self) -> bool:
@@ -189,7 +194,8 @@ class Quality:
 def degrade(data: Dataset, quality: Quality, seed: SeedLike) -> tuple[Dataset, np.ndarray]:
     """Apply ``quality`` to a member's rows. Returns the degraded copy and a boolean mask of rows whose
     label was corrupted (ground truth for attribution studies). Row count never changes; label noise
-    touches the ``digit`` label only (extra task targets are kept)."""
+    touches the ``digit`` label only (extra task targets are kept); a duplicated row brings all its
+    targets along."""
     rng = as_generator(seed)
     n = len(data)
     X, y = data.X.copy(), data.y.copy()
@@ -200,6 +206,10 @@ def degrade(data: Dataset, quality: Quality, seed: SeedLike) -> tuple[Dataset, n
         keep = np.setdiff1d(np.arange(n), targets)
         sources = rng.choice(keep if len(keep) else np.arange(n), size=k, replace=True)
         X[targets], y[targets] = X[sources], y[sources]
+        extra = {k: v.copy() for k, v in data.targets.items()}
+        for v in extra.values():  # a duplicate is the whole row: every task's target comes along
+            v[targets] = v[sources]
+        data = replace(data, targets=extra)
     if quality.label_noise > 0 and n > 0:
         k = round(quality.label_noise * n)
         rows = rng.choice(n, size=k, replace=False)

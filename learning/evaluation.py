@@ -225,6 +225,8 @@ def batched_accuracy(model: nn.Module, params: torch.Tensor, X: torch.Tensor, y:
     layout = ParamLayout.of(model)
     check(params.ndim == 2 and params.shape[1] == layout.size, "params", tuple(params.shape),
           f"an (N, {layout.size}) stack of flat parameter vectors")
+    if isinstance(model, MultiTaskNet):
+        check(task in model.heads, "task", task, f"one of the heads {list(model.heads)}")
     params = params.to(next(model.parameters()).dtype)
     out = []
     with torch.no_grad():

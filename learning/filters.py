@@ -77,8 +77,8 @@ class RuleFilter(ValueFilter):
 
     def __init__(self, reject_heads: Sequence[str] = (), reject_params: Sequence[str] = (),
                  neutral_trunk: bool = False) -> None:
-        self.reject_heads = tuple(reject_heads)
-        self.reject_params = tuple(reject_params)
+        self.reject_heads = tuple(dict.fromkeys(reject_heads))  # a head named twice is rejected once
+        self.reject_params = tuple(dict.fromkeys(reject_params))
         self.neutral_trunk = neutral_trunk
         self.needs_task_pieces = bool(self.reject_heads)
         self._zero: torch.Tensor | None = None
@@ -110,7 +110,9 @@ class RuleFilter(ValueFilter):
             if self.neutral_trunk:
                 rejected = torch.stack([pieces[t][self._trunk] for t in self.reject_heads], dim=1)
                 q, r = torch.linalg.qr(rejected)
-                keep = r.diagonal().abs() > 1e-12 * max(1.0, float(r.abs().max()))
+                # numerical rank as numpy's matrix_rank: collinear rejected gradients span one direction
+                tol = torch.finfo(r.dtype).eps * max(rejected.shape) * float(r.abs().max())
+                keep = r.diagonal().abs() > tol
                 q = q[:, keep]
                 trunk = out[self._trunk]
                 out = out.clone()

@@ -72,9 +72,10 @@ def partition(
 
     if scheme == "pow":
         sizes = pow_sizes(n_members, total)
-        over = int(sizes.sum()) - pool
-        if over > 0:
-            sizes[-1] -= over
+        # ceil-ed sizes may overshoot the pool: take the excess a row at a time from the largest
+        # member (the first of equals, so sizes stay non-decreasing); n_members ≤ pool keeps all ≥ 1
+        for _ in range(int(sizes.sum()) - pool):
+            sizes[int(np.argmax(sizes))] -= 1
         order = rng.permutation(pool)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         return [np.sort(order[bounds[i]:bounds[i + 1]]) for i in range(n_members)]

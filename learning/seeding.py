@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from coopsim.errors import check
+
 SeedLike = int | np.random.Generator | np.random.SeedSequence | None
 
 
@@ -18,6 +20,9 @@ def as_generator(seed: SeedLike) -> np.random.Generator:
         return seed
     if seed is None:
         raise TypeError("an explicit seed is required (coopsim never seeds from entropy implicitly)")
+    if not isinstance(seed, np.random.SeedSequence):
+        check(isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0, "seed", seed,
+              "an integer ≥ 0")
     return np.random.default_rng(seed)
 
 

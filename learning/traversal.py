@@ -82,6 +82,9 @@ class VirtualBatchPlan:
               "a non-empty list of row counts ≥ 0")
         check(sizes.sum() >= 1, "member_sizes", list(member_sizes), "at least one row in all")
         check(isinstance(batch_size, int) and batch_size >= 1, "batch_size", batch_size, "an integer ≥ 1")
+        check(not drop_last or sizes.sum() >= batch_size, "batch_size", batch_size,
+              f"at most the {int(sizes.sum())} rows in all when drop_last is set (else no batch is left)")
+        check(isinstance(seed, int | np.integer) and seed >= 0, "seed", seed, "an integer ≥ 0")
         self.member_sizes = sizes
         self.batch_size = batch_size
         self.seed = int(seed)
@@ -199,7 +202,9 @@ def _bad_batch(member_batches: Sequence[MemberBatch]) -> None:
 
 def grouped_supported(model: nn.Module) -> bool:
     """Whether the one-backward ``grouped`` engine applies: every module that owns parameters is an
-    ``nn.Linear`` or an ``nn.Conv2d`` with ``groups=1`` and numeric zero padding (cached per model)."""
+    ``nn.Linear`` or an ``nn.Conv2d`` with ``groups=1`` and numeric zero padding, no parameter is
+    shared by two modules (tied weights), and no module works in place (``inplace=True`` would
+    overwrite the layer outputs whose errors the engine reads). Cached per model."""
     cached = getattr(model, "_coopsim_grouped", None)
     if cached is None:
         cached = _grouped_supported(model)
@@ -208,9 +213,16 @@ def grouped_supported(model: nn.Module) -> bool:
 
 
 def _grouped_supported(model: nn.Module) -> bool:
+    seen: set[int] = set()
     for m in model.modules():
-        if not any(True for _ in m.parameters(recurse=False)):
+        if getattr(m, "inplace", False):
+            return False
+        own = [id(p) for p in m.parameters(recurse=False)]
+        if not own:
             continue
+        if seen.intersection(own):
+            return False
+        seen.update(own)
         if isinstance(m, nn.Linear):
             continue
         if (isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros"
@@ -284,11 +296,13 @@ def _capture(model, loss_fn, X, y, *, accumulate: bool):
     the outputs on the way.
     """
     captured: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+    versions: list[int] = []
     deltas: dict[int, torch.Tensor] = {}
 
     def keep(mod, inp, out):
         i = len(captured)
         captured.append((mod, inp[0].detach(), out))
+        versions.append(out._version)
         if accumulate and out.requires_grad:
             def catch(g, i=i):
                 deltas[i] = g
@@ -305,6 +319,10 @@ def _capture(model, loss_fn, X, y, *, accumulate: bool):
         raise InputError("model", type(model).__name__,
                          "a model that calls each parameterised layer exactly once per forward pass "
                          "(use engine='vmap' for shared weights)")
+    if any(c[2]._version != v for c, v in zip(captured, versions, strict=True)):
+        raise InputError("model", type(model).__name__,
+                         "a model whose forward never modifies a layer's output in place "
+                         "(use engine='vmap' for in-place operations)")
     if accumulate:
         loss.backward()
         grads = [deltas.get(i) for i in range(len(captured))]
@@ -411,7 +429,7 @@ def _loop(model, loss_fn, member_batches):
             (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)
         ]))
         total += float(li.detach())
-    return torch.stack(rows), torch.tensor(total)
+    return torch.stack(rows), torch.tensor(total, dtype=params[0].dtype)
 
 
 def batch_gradient(model: nn.Module, loss_fn: LossFn, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -107,8 +107,11 @@ Tamper = Callable[[torch.Tensor], torch.Tensor]
 
 
 class _CutNoise:
-    """Forward hook on the cut layer: one noise/mask draw per step, reused by every forward pass of
-    that step (so per-task pieces see the same crossing activations)."""
+    """Forward pre-hook on the first orchestrator-side layer: perturbs the activations that cross the
+    cut. One noise/mask draw per step, reused by every forward pass of that step (so per-task pieces
+    see the same crossing activations). Applied to the next layer's input, not as the cut layer's
+    output, so the member-side layers' captured outputs and output errors stay those of the layer
+    itself (the mask's zeros reach them through autograd)."""
 
     def __init__(self, std: float, mask: float, generator: torch.Generator) -> None:
         self.std, self.mask, self.generator = std, mask, generator
@@ -118,16 +121,17 @@ class _CutNoise:
     def new_step(self) -> None:
         self._cache.clear()
 
-    def __call__(self, module, inputs, out):
+    def __call__(self, module, inputs):
         if not self.active:
-            return out
-        key = tuple(out.shape)
+            return None
+        (h, *rest) = inputs
+        key = tuple(h.shape)
         if key not in self._cache:
-            noise = torch.randn(key, generator=self.generator, dtype=out.dtype) * self.std
-            keep = (torch.rand(key, generator=self.generator) >= self.mask).to(out.dtype)
+            noise = torch.randn(key, generator=self.generator, dtype=h.dtype) * self.std
+            keep = (torch.rand(key, generator=self.generator) >= self.mask).to(h.dtype)
             self._cache[key] = (noise, keep)
         noise, keep = self._cache[key]
-        return (out + noise) * keep
+        return ((h + noise) * keep, *rest)
 
 
 class TraversalTrainer:
@@ -167,8 +171,13 @@ class TraversalTrainer:
             check(cfg.cut_layer < len(seq), "cut_layer", cfg.cut_layer,
                   f"an index in [1, {len(seq) - 1}] of the (trunk) Sequential of {len(seq)} layers")
             if cfg.activation_noise > 0 or cfg.activation_mask > 0:
+                # one draw per row of the virtual batch needs the engines that forward the whole batch
+                # at once; vmap forwards row by row (no random draws allowed) and loop member by member
+                check(cfg.engine == "grouped" or (cfg.engine == "auto" and grouped_supported(model)),
+                      "engine", cfg.engine, "'grouped' (or 'auto' on a model of Linear/Conv2d layers) when "
+                      "activation_noise or activation_mask is set")
                 self._noise = _CutNoise(cfg.activation_noise, cfg.activation_mask, torch_generator(seed, 0xC07))
-                seq[cfg.cut_layer - 1].register_forward_hook(self._noise)
+                seq[cfg.cut_layer].register_forward_pre_hook(self._noise)
 
     def _attach_grads(self) -> None:
         for p, view in zip(self._params, self.layout.unflatten(self._grad).values(), strict=True):

@@ -58,6 +58,15 @@ def test_duplicates_and_feature_noise(digits):
     assert abs(float((noisy.X - digits.train.X).std()) - 0.1) < 0.01
 
 
+def test_duplicated_rows_bring_every_target_along(digits):
+    """A duplicate is a whole row: its risk target follows its features and digit label."""
+    risky = with_risk_task(digits.train)
+    dup, corrupted = degrade(risky, Quality(duplicates=0.5), seed=1)
+    assert not corrupted.any()
+    assert np.array_equal(dup.targets["risk"], np.isin(dup.y, [1, 3, 5, 7, 9]).astype(int))
+    assert not np.shares_memory(dup.targets["risk"], risky.targets["risk"])
+
+
 def test_risk_task_is_a_second_target(digits):
     r = with_risk_task(digits.train)
     assert r.tasks == ("digit", "risk") and r.target_matrix().shape == (len(r), 2)
@@ -72,6 +81,11 @@ def test_risk_task_is_a_second_target(digits):
         (lambda: Quality(duplicates=-0.1), "duplicates"),
         (lambda: split(load_dataset(), val_fraction=0.6, test_fraction=0.5), "val_fraction + test_fraction"),
         (lambda: load_dataset("synthetic", difficulty=2.0), "difficulty"),
+        (lambda: split(load_dataset(), val_fraction=0.0), "val_fraction"),
+        (lambda: split(load_dataset(), test_fraction=0.0), "test_fraction"),
+        (lambda: split(load_dataset("synthetic", n_samples=12, n_classes=4, seed=0)), "dataset"),
+        (lambda: split(load_dataset(), seed=-1), "seed"),
+        (lambda: Quality(feature_noise="x"), "feature_noise"),
     ],
 )
 def test_bad_input_names_the_field(call, field):

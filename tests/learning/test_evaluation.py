@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from learning.evaluation import accuracy, batched_loss, loss_value
+from learning.evaluation import accuracy, batched_accuracy, batched_loss, loss_value
 from learning.models import MultiTaskLoss, build_model
 from learning.params import flat_params, set_flat_params
 from learning.substrates.common import dataset_tensors
@@ -99,3 +99,10 @@ def test_stacked_plan_follows_a_replaced_layer(risk_digits):
     model[1] = torch.nn.Conv1d(1, 1, 1)  # not stackable any more: auto falls back, stacked refuses
     with pytest.raises(ValueError, match="method"):
         batched_loss(model, F.cross_entropy, flat_params(model)[None], X, y, method="stacked")
+
+
+def test_batched_accuracy_names_an_unknown_head(risk_digits):
+    model = build_model("multitask", 64, 10, seed=0, task_classes={"risk": 2})
+    X, y = dataset_tensors(risk_digits.val)
+    with pytest.raises(ValueError, match="task"):
+        batched_accuracy(model, flat_params(model)[None], X, y, task="credit")

@@ -66,6 +66,19 @@ def test_neutral_trunk_is_orthogonal_to_the_rejected_path(multitask):
     assert abs(dot) <= 1e-10 * float(out.norm() * pieces["risk"][1].norm())
 
 
+def test_a_head_named_twice_is_rejected_once(multitask):
+    """Naming a rejected head twice must not remove a second, arbitrary trunk direction (float32,
+    where the duplicate's round-off residue is far above a fixed 1e-12 rank cut)."""
+    model, _, _, pieces = multitask
+    layout = ParamLayout.of(model)
+    ctx = FilterContext(layout, 0.1, {}, {t: p[1].float() for t, p in pieces.items()})
+    raw = (pieces["digit"][1] + pieces["risk"][1]).float()
+    once, twice = RuleFilter(["risk"], neutral_trunk=True), RuleFilter(["risk", "risk"], neutral_trunk=True)
+    once.bind(layout)
+    twice.bind(layout)
+    assert torch.allclose(once(raw, ctx), twice(raw, ctx), atol=1e-7, rtol=0)
+
+
 def test_rejecting_every_direction_gives_the_zero_vector(multitask):
     model, _, _, pieces = multitask
     layout = ParamLayout.of(model)

@@ -27,6 +27,17 @@ def test_pow_overshoot_is_taken_from_the_largest_member():
     assert [len(p) for p in parts] == [*sizes[:-1], sizes[-1] - (sizes.sum() - 3000)]
 
 
+@pytest.mark.parametrize(("pool", "n"), [(20, 10), (20, 20), (37, 20), (3443, 20), (11, 10)])
+def test_pow_overshoot_keeps_every_member_and_the_order(pool, n):
+    """Small pools: the ceil-ed sizes' excess never empties a member or reorders the sizes."""
+    parts = partition(np.arange(pool) % 3, n, "pow", seed=0)
+    sizes = [len(p) for p in parts]
+    assert sum(sizes) == min(pool, int(pow_sizes(n, pool).sum()))
+    assert min(sizes) >= 1
+    assert sizes == sorted(sizes)
+    assert len(np.unique(np.concatenate(parts))) == sum(sizes)
+
+
 def test_uni_is_equal_and_disjoint():
     y = np.arange(1000) % 10
     parts = partition(y, 7, "uni", seed=0)

@@ -62,6 +62,30 @@ def test_split_mode_without_noise_is_exact_and_noise_perturbs(cla_members):
     assert all(torch.allclose(r.raw.sum(0), r.update) for r in seen)
 
 
+@pytest.mark.parametrize("cut", [1, 2])
+def test_split_mode_pieces_are_the_applied_step_under_mask_and_noise(cla_members, cut):
+    """With noise and masking on the crossing activations (here after a Linear followed by Tanh, whose
+    derivative at 0 is not 0), every step's pieces still sum to the step actually applied:
+    θ_t − θ_{t+1} = η Σ_i g_i (float64, 1e-12)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10)).double()
+    members = [(X.double(), y) for X, y in cla_members]
+    tl = TraversalTrainer(model, config={"lr": 0.1, "batch_size": 32, "cut_layer": cut, "activation_noise": 0.3,
+                                         "activation_mask": 0.5}, seed=4)
+    seen = []
+    tl.fit(members, 1, callback=lambda r: seen.append((r.theta.clone(), r.raw.sum(0))))
+    thetas = [t for t, _ in seen] + [flat_params(model)]
+    for (theta, g), after in zip(seen, thetas[1:], strict=True):
+        assert (theta - after - 0.1 * g).abs().max().item() <= 1e-12
+
+
+def test_split_mode_noise_needs_a_whole_batch_engine():
+    model = build_model("mlp", 64, 10, seed=0)
+    for engine in ("vmap", "loop"):
+        with pytest.raises(InputError, match="engine"):
+            TraversalTrainer(model, config={"cut_layer": 1, "activation_mask": 0.2, "engine": engine}, seed=0)
+
+
 def test_tl_is_seeded(cla_members):
     a, _ = _pair(cla_members, cut_layer=2, activation_noise=0.1)
     b, _ = _pair(cla_members, cut_layer=2, activation_noise=0.1)
@@ -173,3 +197,10 @@ def test_factored_step_builds_the_exact_pieces_only_when_read(cla_members, model
     assert rec.raw is rec.filtered and rec.pieces_materialised
     assert (rec.raw - expected).abs().max().item() <= 1e-12
     assert (flat_params(tl.model) - (theta0 - 0.1 * rec.update)).abs().max().item() <= 1e-10
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"local_epochs": 0}, "local_epochs"), ({"epochs": 0}, "epochs")])
+def test_comparison_refuses_zero_epochs(kwargs, field):
+    with pytest.raises(InputError) as err:
+        compare_substrates(**kwargs)
+    assert err.value.field == field

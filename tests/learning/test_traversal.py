@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from coopsim.errors import InputError
 from learning.models import MultiTaskLoss, build_model
 from learning.substrates import member_tensors
-from learning.traversal import VirtualBatchPlan, batch_gradient, gather, member_gradients
+from learning.traversal import VirtualBatchPlan, batch_gradient, gather, grouped_supported, member_gradients
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -104,3 +104,72 @@ def test_mismatched_batches_name_the_member(cla_members, small_batches):
         member_gradients(model, F.cross_entropy, small_batches(cla_members), engine="magic")
     with pytest.raises(InputError, match="batch_size"):
         VirtualBatchPlan([3, 4], 0, seed=0)
+
+
+class _Tied(torch.nn.Module):
+    """Two Linear layers sharing one weight matrix."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+class _FunctionalInplace(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.b(F.relu(self.a(x), inplace=True))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: torch.nn.Sequential(torch.nn.Linear(4, 7), torch.nn.ReLU(inplace=True), torch.nn.Linear(7, 4)),
+    _Tied,
+])
+def test_auto_engine_stays_exact_for_inplace_layers_and_tied_weights(build):
+    """In-place activations overwrite the layer outputs the grouped engine reads, and tied weights
+    get one piece per use: ``auto`` must not pick it, so the pieces stay exact (float64, 1e-12)."""
+    torch.manual_seed(0)
+    model = build().double()
+    X = torch.randn(12, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 4, (12,), generator=torch.Generator().manual_seed(2))
+    assert not grouped_supported(model)
+    pieces = member_gradients(model, F.cross_entropy, [(X[:5], y[:5]), (X[5:], y[5:])])
+    model.zero_grad()
+    F.cross_entropy(model(X), y).backward()
+    full = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    assert (pieces.sum(0) - full).abs().max().item() <= 1e-12
+
+
+def test_grouped_engine_refuses_an_output_modified_in_place():
+    model = _FunctionalInplace()
+    X, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    with pytest.raises(InputError, match="in place"):
+        member_gradients(model, F.cross_entropy, [(X[:2], y[:2]), (X[2:], y[2:])], engine="grouped")
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"batch_size": 64, "drop_last": True}, "batch_size"),  # 30 rows: drop_last would leave no batch
+    ({"batch_size": 8, "seed": -1}, "seed"),
+])
+def test_plan_refuses_settings_that_leave_nothing_to_train(kwargs, field):
+    kwargs = {"seed": 0, **kwargs}
+    with pytest.raises(InputError) as err:
+        VirtualBatchPlan([10, 20], **kwargs)
+    assert err.value.field == field
+
+
+def test_every_engine_reports_the_loss_in_the_models_dtype(cla_members, small_batches):
+    from learning.traversal import member_gradients_and_loss
+
+    model = build_model("mlp", 64, 10, seed=0, dtype=torch.float64)
+    batch = small_batches(cla_members, dtype=torch.float64)
+    losses = [member_gradients_and_loss(model, F.cross_entropy, batch, engine=e)[1]
+              for e in ("grouped", "vmap", "loop")]
+    assert all(loss.dtype == torch.float64 for loss in losses)
+    assert max(abs(float(loss - losses[0])) for loss in losses) <= 1e-12
