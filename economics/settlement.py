@@ -295,6 +295,8 @@ class Ledger:
         if steps is None:
             return self.steps if settled_ok else self.unsettled_steps
         steps = sorted(int(t) for t in steps)
+        repeated = sorted({t for t in steps if steps.count(t) > 1})
+        check(not repeated, "steps", repeated[:5], "each step at most once (a repeated step would count twice)")
         unknown = [t for t in steps if t not in self.credits]
         if unknown:
             raise InputError("steps", unknown[:5], "recorded steps only")

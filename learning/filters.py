@@ -220,7 +220,7 @@ class PreferenceModel(BaseModel):
     drawn as ``N(0, outcome_scale²)`` per group; ``temperature`` is in units of ``outcome_scale``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     classes: list[int] = Field(min_length=1, description="groups the principal looks at")
     weights: list[float] | None = Field(None, description="weight per class (default 1 each)")
     veto_classes: list[int] = Field(default_factory=list, description="classes whose loss must not rise")
@@ -320,7 +320,7 @@ class AdmissibilitySpec(PreferenceModel):
 class ValueProfileSpec(BaseModel):
     """A principal's value profile as configuration (every field optional; empty = admit all)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     reject_heads: list[str] = Field(default_factory=list, description="tasks whose gradient paths are rejected")
     admit_heads: list[str] | None = Field(None, description="if set, every other head is rejected")
     reject_params: list[str] = Field(default_factory=list, description="glob patterns of parameter names to freeze")

@@ -31,7 +31,7 @@ SCENARIO_KEY = "scenario"
 class Section(BaseModel):
     """A block of configuration: unknown keys are errors, defaults are validated too."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class ScenarioConfig(Section):

@@ -19,7 +19,7 @@ FREE_RIDE = ("noise", "copies", "nothing")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ProfileShare(_Strict):
@@ -140,4 +140,7 @@ class CooperativeConfig(_Strict):
         if self.training.mode == "surrogate" and self.population.value_profiles:
             raise InputError("population.value_profiles", "(set)",
                              "none in surrogate mode (filters need real gradients)")
+        if self.mechanism.kind == "contracts" and self.population.unit_cost[0] <= 0:
+            raise InputError("population.unit_cost", self.population.unit_cost,
+                             "a range with low > 0 under contracts (cost types are divided by)")
         return self

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from coopsim.errors import check
 from economics.contracts import solve_first_moment
 from economics.model_rewards import cgsv_round, topk_mask
 from economics.settlement import Ledger, LinearAccuracyRevenue
@@ -172,9 +173,13 @@ class ContractMechanism(Mechanism):
         # smallest pool (ours: P has no capacity, finite pools make it necessary)
         pools = np.array([p.pool_size for p in model.principals], dtype=float)
         capacity = self.scale * max(1.0, float(np.quantile(pools, self.config.contract_capacity_quantile)))
-        self.menu = solve_first_moment(type_costs / self.scale, np.full(n_types, 1.0 / n_types),
-                                       min(len(model.principals), self.config.contract_cohort),
+        cohort = min(len(model.principals), self.config.contract_cohort)
+        self.menu = solve_first_moment(type_costs / self.scale, np.full(n_types, 1.0 / n_types), cohort,
                                        value_scale=pop.valuation, m_max=capacity)
+        # a failed solve can ask for negative data or promise more than the trained model: never post it
+        check(self.menu.success, "mechanism.kind", "contracts",
+              f"settings whose contract menu solves (cohort N={cohort}, {n_types} cost types in "
+              f"[{lo}, {hi}] per row, capacity {capacity / self.scale:.0f} rows): {self.menu.message}")
         self.ratio = np.minimum(1.0, np.divide(self.menu.t, self.menu.budget, out=np.zeros(n_types),
                                                where=self.menu.budget > 0))
         self.choice: dict[int, int] = {}
@@ -187,7 +192,7 @@ class ContractMechanism(Mechanism):
         """Expected utility of each item (−inf where the pool is too small) and of opting out."""
         rows = self.item_rows(principal)
         cost = 0.0 if principal.is_free_rider else principal.unit_cost
-        u = self.menu.t - cost * rows
+        u = principal.share * self.menu.t - cost * rows  # a sybil identity receives its share of the model
         u = np.where(rows <= principal.pool_size, u, -np.inf)
         return u, principal.outside_value
 
@@ -195,7 +200,7 @@ class ContractMechanism(Mechanism):
         """Self-selection: the item with the highest expected utility, or opting out."""
         u, out = self.options(principal)
         j = int(np.argmax(u))
-        if u[j] <= out and not principal.is_free_rider:
+        if not np.isfinite(u[j]) or (u[j] <= out and not principal.is_free_rider):  # nothing fits, or out is better
             self.choice.pop(principal.unique_id, None)
             return OUT
         self.choice[principal.unique_id] = j
@@ -206,7 +211,9 @@ class ContractMechanism(Mechanism):
         """Expected utility lost against the best option, read off the action the principal actually
         took (its rows identify the item): 0 when self-selection maximised utility (P)."""
         u, out = self.options(principal)
-        best = max(float(np.max(u)), out) if not principal.is_free_rider else float(np.max(u))
+        # a free-rider always takes an item that fits its pool; opting out is its option only when none does
+        fits = bool(np.isfinite(u).any())
+        best = float(np.max(u)) if principal.is_free_rider and fits else max(float(np.max(u)), out)
         if not principal.joined:
             return best - out
         items = np.flatnonzero(self.item_rows(principal) == principal.rows)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coopsim.errors import check
 from economics._checks import positive_int, rng_from
 from economics.contracts.menu import ContractMenu
 
@@ -39,6 +40,8 @@ def realise(menu: ContractMenu, rng: np.random.Generator | int | None = None, si
     n = gen.multinomial(menu.n_participants, menu.probs, size=s)
     acc = menu.accuracy(n @ menu.m)
     t_bar = menu.budget
+    check(menu.success, "menu", f"success=False ({menu.message})",
+          "a solved menu (a failed one can promise more than the trained model)")
     ratio = np.divide(menu.t, t_bar, out=np.zeros_like(menu.t), where=t_bar > 0)
     reward = np.where(n > 0, acc[:, None] * ratio[None, :], 0.0)
     value = menu.value_scale * reward

@@ -18,7 +18,12 @@ gradient at the start is of order 1. The interior point stops with binding const
 binding (slack ~ barrier / multiplier), so its solution is polished by Newton's method on the KKT
 system of its active set (accepted only when non-negative multipliers exist, found by NNLS when
 the active constraints are degenerate, every constraint holds and the objective is no worse);
-binding constraints (type 1's IR, the budgets) then hold to ~1e-12.
+binding constraints (type 1's IR, the budgets) then hold to ~1e-12. A polished point counts as
+converged. Fallbacks (ours), for degenerate problems where the interior point finds no interior:
+when it fails, its start is polished the same way (e.g. every type at the capacity); the
+first-moment variant then restarts from the full-constraint solution, which restarts from the
+standalone menu (always feasible); with one participant both return the standalone menu, the only
+feasible menu.
 """
 
 from __future__ import annotations
@@ -110,6 +115,15 @@ def _pooling_level(accuracy: AccuracyFunction, c1: float, f1: float, n_participa
     if j == grid.size - 1:
         return float(grid[j])
     return float(brentq(lambda m: float(h(m)), grid[j], grid[j + 1], xtol=1e-12 * grid[j + 1]))
+
+
+def _pooling_start(acc: AccuracyFunction, c: np.ndarray, f: np.ndarray, m_res: np.ndarray, n_part: int,
+                   v: float, m_max: float | None) -> float:
+    """The pooled contribution both solvers start from: the largest level type 1 (the costliest) still
+    accepts, never below its standalone amount ``m_res[0]`` (which it always accepts when pooled with
+    N ≥ 1 participants, since accuracy grows with data), capped at ``m_max``."""
+    m0 = max(_pooling_level(acc, float(c[0]), float(f[0]), n_part, v), float(m_res[0]))
+    return m0 if m_max is None else min(m0, m_max)
 
 
 _Setup = tuple[np.ndarray, np.ndarray, int, float, AccuracyFunction, Outcomes, np.ndarray, np.ndarray]
@@ -287,8 +301,14 @@ def _solve(model: _Model, cons: _Inequalities, x0: np.ndarray, maxiter: int
     obj = _Objective(model, n_z, scale)
     z, converged, message, nit = _interior_point(obj, cons, x0, maxiter)
     polished = _polish(obj, cons, z)
-    if polished is not None:
-        z, message = polished, message + " Active set polished (Newton on KKT)."
+    if polished is not None:  # a verified KKT point (feasible, multipliers >= 0)
+        return polished, True, message + " Active set polished (Newton on KKT).", nit
+    if not converged:
+        # degenerate optima at a vertex (e.g. every type at the capacity) leave the interior point no
+        # interior to walk in; the start itself may be the verified KKT point
+        polished = _polish(obj, cons, x0)
+        if polished is not None:
+            return polished, True, message + " The start polished to a verified KKT point (Newton on KKT).", nit
     return z, converged, message, nit
 
 
@@ -303,6 +323,19 @@ def _finish(variant: str, c: np.ndarray, p: np.ndarray, n_part: int, v: float, a
                         time.perf_counter() - t0, variant, nit)
 
 
+def _standalone_menu(variant: str, c: np.ndarray, p: np.ndarray, n_part: int, v: float, acc: AccuracyFunction,
+                     outcomes: Outcomes, f: np.ndarray, m_res: np.ndarray, t0: float) -> ContractMenu:
+    """N = 1: the only feasible menu is every type's standalone optimum ``(m_res_i, v a(m_res_i))``.
+
+    Alone, a type's model is trained on its own data: the budget ``t_i <= v a(m_i)`` and IR
+    ``t_i - c_i m_i >= f_i = max_m v a(m) - c_i m`` force ``m_i = m_res_i`` and ``t_i = v a(m_res_i)``
+    (the feasible set is one point, which interior-point methods cannot enter). The first-moment
+    variant's binding local IC does not hold there, so both variants return this menu.
+    """
+    return _finish(variant, c, p, n_part, v, acc, outcomes, f, m_res, m_res.copy(), v * acc(m_res), True,
+                   "One participant: the standalone menu is the only feasible menu.", 0, t0)
+
+
 def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float = 1.0,
                        value_scale: float = 100.0, accuracy: AccuracyFunction | None = None, *,
                        maxiter: int = 3000, m_max: float | None = None) -> ContractMenu:
@@ -311,14 +344,17 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
     Maximise ``E_n[a(n . m)]`` s.t. binding local IC, monotone m, IR (all types), first-moment
     budget (P-budget) and ``m, t >= 0``. ``k`` parameterises the default generalisation-bound
     accuracy (ignored when ``accuracy`` is given); ``v(r) = value_scale * r``. Starts from the
-    pooling contract. The result is flagged (``success=False``) when trust-constr fails or
-    ``check()`` finds a violation above 1e-5. ``m_max`` (ours) caps every type's contribution (and
-    its standalone option) at the data a participant holds.
+    pooling contract; when that fails, restarts once from the full-constraint solution. The result
+    is flagged (``success=False``) when trust-constr fails or ``check()`` finds a violation above
+    1e-5. ``m_max`` (ours) caps every type's contribution (and its standalone option) at the data a
+    participant holds.
     """
     t0 = time.perf_counter()
     c, p, n_part, v, acc, outcomes, f, m_res = _setup(costs, probs, n_participants, k, value_scale, accuracy,
                                                       m_max)
     n_t = c.shape[0]
+    if n_part == 1:
+        return _standalone_menu("first_moment", c, p, n_part, v, acc, outcomes, f, m_res, t0)
     model = _Model(outcomes, acc, c, v)
     # z = (X, Y): X_i = c_i m_i / V, Y = u_1 / V; t / V = Y + A_hat X (binding local IC), where
     # A_hat[i, j] = (c_j - c_{j+1}) / c_j for j < i and A_hat[i, i] = 1.
@@ -341,13 +377,26 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
     rows.append(cap)
     rhs.append(cap_rhs)
     cons = _Inequalities(model, np.vstack(rows), np.concatenate(rhs), t_of_z)
-    m0 = _pooling_level(acc, float(c[0]), float(f[0]), n_part, v)
-    m0 = m0 if m_max is None else min(m0, m_max)
-    x0 = np.concatenate([c * m0 / v, [f[0] / v]])
-    z, converged, message, nit = _solve(model, cons, x0, maxiter)
-    m = model.scale * z[:n_t]
-    t = v * (t_of_z @ z)
-    return _finish("first_moment", c, p, n_part, v, acc, outcomes, f, m_res, m, t, converged, message, nit, t0)
+
+    def solve_from(x0: np.ndarray, note: str = "") -> ContractMenu:
+        z, converged, message, nit = _solve(model, cons, x0, maxiter)
+        m, t = model.scale * z[:n_t], v * (t_of_z @ z)
+        return _finish("first_moment", c, p, n_part, v, acc, outcomes, f, m_res, m, t, converged,
+                       note + message, nit, t0)
+
+    m0 = _pooling_start(acc, c, f, m_res, n_part, v, m_max)
+    menu = solve_from(np.concatenate([c * m0 / v, [f[0] / v]]))
+    if not menu.success:
+        # the interior point can drift out of the feasible set from the pooling start (steep accuracy
+        # at small m, large scales): restart from the full-constraint problem's solution, which is
+        # feasible here whenever it succeeded (its menu satisfies every first-moment constraint)
+        full = solve_full_constraints(c, p, n_part, k, v, accuracy, maxiter=maxiter, m_max=m_max)
+        if full.success:
+            x0 = np.concatenate([c * full.m / v, [(full.t[0] - c[0] * full.m[0]) / v]])
+            again = solve_from(x0, "Restarted from the full-constraint solution. ")
+            if again.success:
+                return again
+    return menu
 
 
 def solve_full_constraints(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float = 1.0,
@@ -363,6 +412,8 @@ def solve_full_constraints(costs: np.ndarray, probs: np.ndarray, n_participants:
     c, p, n_part, v, acc, outcomes, f, m_res = _setup(costs, probs, n_participants, k, value_scale, accuracy,
                                                       m_max)
     n_t = c.shape[0]
+    if n_part == 1:
+        return _standalone_menu("full", c, p, n_part, v, acc, outcomes, f, m_res, t0)
     model = _Model(outcomes, acc, c, v)
     eye = np.eye(n_t)
     t_of_z = np.hstack([np.zeros((n_t, n_t)), eye])  # z = (X, T), T = t / V
@@ -382,10 +433,19 @@ def solve_full_constraints(costs: np.ndarray, probs: np.ndarray, n_participants:
     rows.append(cap)
     rhs.append(cap_rhs)
     cons = _Inequalities(model, np.vstack(rows), np.concatenate(rhs), t_of_z)
-    m0 = _pooling_level(acc, float(c[0]), float(f[0]), n_part, v)
-    m0 = m0 if m_max is None else min(m0, m_max)
-    x0 = np.concatenate([c * m0 / v, np.full(n_t, (f[0] + c[0] * m0) / v)])
-    z, converged, message, nit = _solve(model, cons, x0, maxiter)
-    m = model.scale * z[:n_t]
-    t = v * z[n_t:]
-    return _finish("full", c, p, n_part, v, acc, outcomes, f, m_res, m, t, converged, message, nit, t0)
+
+    def solve_from(x0: np.ndarray, note: str = "") -> ContractMenu:
+        z, converged, message, nit = _solve(model, cons, x0, maxiter)
+        return _finish("full", c, p, n_part, v, acc, outcomes, f, m_res, model.scale * z[:n_t], v * z[n_t:],
+                       converged, note + message, nit, t0)
+
+    m0 = _pooling_start(acc, c, f, m_res, n_part, v, m_max)
+    menu = solve_from(np.concatenate([c * m0 / v, np.full(n_t, (f[0] + c[0] * m0) / v)]))
+    if not menu.success:
+        # restart from the standalone menu (m_i = m_res_i, t_i = v a(m_res_i)): always feasible here,
+        # as IR binds, no type gains from another's standalone item (f_i is its best), and pooled
+        # accuracy is at least standalone accuracy, so the budget holds
+        again = solve_from(np.concatenate([c * m_res / v, acc(m_res)]), "Restarted from the standalone menu. ")
+        if again.success:
+            return again
+    return menu

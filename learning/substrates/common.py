@@ -16,7 +16,7 @@ MemberData = tuple[torch.Tensor, torch.Tensor]
 class TrainConfig(BaseModel):
     """Mini-batch SGD settings shared by TL and centralised training."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     batch_size: PositiveInt = Field(64, description="rows per virtual batch")
     lr: PositiveFloat = Field(0.1, description="learning rate η")
     optimizer: Literal["sgd", "momentum", "adam"] = Field("sgd", description="plain SGD applies θ − ηΣg̃ (V2)")

@@ -27,7 +27,7 @@ from learning.traversal import LossFn
 class FedAvgConfig(BaseModel):
     """FedAvg settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     local_epochs: PositiveInt = Field(2, description="local passes over a client's rows per round")
     batch_size: PositiveInt = Field(32, description="local mini-batch size")
     lr: PositiveFloat = Field(0.1, description="local SGD learning rate")

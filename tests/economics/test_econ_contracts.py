@@ -169,6 +169,26 @@ def test_five_type_settings(name: str) -> None:
     assert np.all(np.diff(menu.utility) >= -1e-6)
 
 
+def test_a_lone_participant_is_offered_its_standalone_optimum() -> None:
+    """N = 1, one type: no one to pool with, so the best menu is the type's standalone amount with
+    exactly its reservation utility (the pooling start must not fall to m = 0, where a(m) is flat)."""
+    costs = np.array([0.02])
+    menu = solve_first_moment(costs, np.array([1.0]), 1)
+    _assert_valid_menu(menu)
+    m_star, _ = standalone_optimum(0.02, GeneralisationBound(), 100.0)
+    assert menu.m[0] == pytest.approx(m_star, rel=1e-4)
+    assert menu.utility[0] == pytest.approx(menu.reservation_utility[0], abs=1e-6)
+
+
+@pytest.mark.parametrize(("n", "divisor"), [(1, 1.0), (2, 50.0)])
+def test_small_cohorts_solve_in_both_variants(n: int, divisor: float) -> None:
+    """Settings where the interior point used to drift to negative m from the pooling start."""
+    costs, probs = np.linspace(0.05, 0.01, 3) / divisor, np.full(3, 1 / 3)
+    menu = solve_first_moment(costs, probs, n)
+    _assert_valid_menu(menu)
+    _assert_agree(menu, solve_full_constraints(costs, probs, n))
+
+
 def test_pluggable_accuracy_functions() -> None:
     costs, probs = np.array([0.02, 0.01]), np.array([0.4, 0.6])
     for acc in (PowerLaw(scale=200.0, gamma=0.7), Arctan(scale=50.0)):
@@ -312,6 +332,8 @@ def test_proportional_realisation() -> None:
         assert draws.reward_value[present[:, i], i].mean() == pytest.approx(menu.t[i], rel=5e-3)
     again = realise(menu, rng=0, size=40_000)
     np.testing.assert_array_equal(again.n, draws.n)
+    with pytest.raises(InputError, match="menu"):  # a failed solve may promise more than the model
+        realise(dataclasses.replace(menu, success=False), rng=0)
 
 
 # ------------------------------------------------------------------------------ errors

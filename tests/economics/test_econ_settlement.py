@@ -192,6 +192,17 @@ def test_ledger_settles_and_traces_payments() -> None:
         led.settle(10.0, steps=[1])
 
 
+def test_ledger_refuses_a_repeated_step() -> None:
+    """A step named twice would count its credit twice (V4): refused, naming the step."""
+    led = Ledger()
+    led.record(0, ["a", "b"], [1.0, 2.0])
+    led.record(1, ["a", "b"], [1.0, 1.0])
+    for call in (lambda: led.cumulative(steps=[0, 0, 1]), lambda: led.settle(100.0, steps=[0, 0, 1])):
+        with pytest.raises(InputError, match=r"steps=\[0\]"):
+            call()
+    assert led.unsettled_steps == [0, 1]
+
+
 def test_ledger_horizons_and_schedules() -> None:
     led = Ledger()
     for t in range(4):

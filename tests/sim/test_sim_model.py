@@ -152,6 +152,9 @@ def test_surrogate_scales_to_thousands():
         ({"mechanism": {"alpha": 0.5}}, "alpha"),
         ({"rounds": 0}, "rounds"),
         ({"population": {"m_grid": [1.5]}}, "m_grid"),
+        ({"population": {"valuation": float("inf")}}, "valuation"),
+        ({"population": {"gradient_scale": float("nan")}}, "gradient_scale"),
+        ({"population": {"unit_cost": [0.0, 0.02]}, "mechanism": {"kind": "contracts"}}, "unit_cost"),
     ],
 )
 def test_bad_configuration_fails_at_construction_naming_the_field(cfg, field):
@@ -195,6 +198,38 @@ def test_contract_choices_match_an_independent_recomputation():
             got = p.outside_value if not p.joined else float(utilities[rows == p.rows].max())
             assert got >= best - 1e-9
         assert (model.datacollector.get_model_vars_dataframe()["contract_realised_ir"].dropna() >= 0).all()
+
+
+def _check_contract_round(model):
+    """Every principal's action is a best option under an independent recomputation of the posted
+    menu (a sybil identity gets its share of the model; a free-rider pays no data cost and takes any
+    item its pool can fill), and no one contributes negative rows or more than its pool."""
+    menu, scale = model.mechanism.menu, model.config.training.surrogate_scale
+    rows = np.ceil(menu.m / scale - 1e-6)
+    assert menu.success and (rows >= 0).all()
+    for p in model.principals:
+        cost = 0.0 if p.is_free_rider else p.unit_cost
+        utilities = np.where(rows <= p.pool_size, p.share * menu.t - cost * rows, -np.inf)
+        fits = np.isfinite(utilities).any()
+        best = float(utilities.max()) if p.is_free_rider and fits else max(float(utilities.max()), p.outside_value)
+        got = p.outside_value if not p.joined else float(utilities[rows == p.rows].max())
+        assert got >= best - 1e-9
+        assert 0 <= p.rows <= p.pool_size and p.data_cost >= 0
+    assert 0.0 <= model.report_contract_regret <= 1e-9
+
+
+@pytest.mark.parametrize("population", [
+    {"n_principals": 2, "base_label_noise": [0.4, 0.45]},  # a cohort of two: every type at the capacity
+    {"n_principals": 10, "behaviours": {"honest": 0.5, "free_rider": 0.5}},
+    {"n_principals": 6, "behaviours": {"sybil": 1.0}},
+])
+def test_contracts_in_small_cohorts_with_free_riders_and_sybils(population):
+    cfg = {"rounds": 2, "training": {"mode": "surrogate", "partition": "pow"}, "population": population,
+           "mechanism": {"kind": "contracts", "contract_capacity_quantile": 1.0}}
+    model = CooperativeModel(cfg, rng=0)
+    for _ in range(2):
+        model.step()
+        _check_contract_round(model)
 
 
 def test_settlement_horizon_must_divide_the_decision_period():
