@@ -28,6 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="coopsim: reward mechanisms for AI cooperatives, on real training.")
 console = Console()
 err_console = Console(stderr=True)
+MAX_SEED = 2**63 - 1  # seeds are 63-bit integers (numpy SeedSequence entropy, parquet int64 columns)
 
 
 @app.callback()
@@ -49,16 +50,20 @@ def _exit_codes() -> Iterator[None]:
         yield
     except (typer.Exit, typer.Abort):
         raise
-    except InputError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    except ValidationError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+    except (InputError, ValidationError) as exc:
+        _print_error(exc)
         raise typer.Exit(2) from None
     except Exception:
         err_console.print("[red]internal error[/red] (please report):", highlight=False)
         err_console.print(traceback.format_exc(), highlight=False, markup=False)
         raise typer.Exit(1) from None
+
+
+def _print_error(exc: Exception) -> None:
+    """``error: <message>``; the message is printed as is (square brackets in values are not markup)."""
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
 
 
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value (TOML literal), "
@@ -84,7 +89,8 @@ def list_scenarios() -> None:
 def run(
     scenario: Annotated[str, typer.Argument(help="a scenario name (coopsim list) or a path to a scenario TOML file")],
     set_: SetOption = None,
-    seed: Annotated[int | None, typer.Option(help="root seed (overrides the file's seed)", min=0)] = None,
+    seed: Annotated[int | None, typer.Option(help="root seed (overrides the file's seed)", min=0,
+                                             max=MAX_SEED)] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default results/<scenario>/)")] = None,
 ) -> None:
     """Run one scenario; write results.parquet, summary.json and figures/*.png under the output folder."""
@@ -123,7 +129,7 @@ def _cell(value: object) -> str:
 
 @app.command()
 def sweep(
-    sweep_file: Annotated[Path, typer.Argument(help="sweep TOML: scenario, [base], [grid], repeats, seed")],
+    sweep_file: Annotated[Path, typer.Argument(help="sweep TOML: scenario, seed, repeats, base and grid tables")],
     workers: Annotated[int, typer.Option(help="local worker processes (joblib)", min=1)] = 1,
     scheduler: Annotated[str | None, typer.Option(help="address of a Dask scheduler, e.g. tcp://host:8786")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default results/sweeps/<file stem>/)")] = None,
@@ -150,12 +156,13 @@ def figures(
     results_dir: Annotated[Path, typer.Argument(help="a results folder (run or sweep), or a folder of them")]
     = Path("results"),
 ) -> None:
-    """Regenerate figures from results.parquet and summary.json (of one folder or every subfolder)."""
+    """Regenerate figures from results.parquet and summary.json (of one folder, or of every folder below
+    it that holds both, sweeps included)."""
     with _exit_codes():
         from scenarios.runner import redraw
 
         folders = [results_dir] if (results_dir / "summary.json").is_file() else sorted(
-            p.parent for p in results_dir.glob("*/summary.json") if (p.parent / "results.parquet").is_file())
+            p.parent for p in results_dir.rglob("summary.json") if (p.parent / "results.parquet").is_file())
         if not folders:
             raise InputError("RESULTS_DIR", str(results_dir),
                              "a folder with results.parquet and summary.json, or a folder of such folders")
@@ -172,34 +179,36 @@ def demo(
     dataset: Annotated[str, typer.Option(help="digits, mnist5k or synthetic")] = "digits",
     model: Annotated[str, typer.Option(help="logreg, mlp or cnn")] = "mlp",
     local_epochs: Annotated[int, typer.Option(help="FedAvg local epochs per round")] = 2,
-    seed: Annotated[int, typer.Option(help="root seed")] = 0,
+    seed: Annotated[int, typer.Option(help="root seed", min=0, max=MAX_SEED)] = 0,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("results/demo"),
 ) -> None:
     """Train TL, centralised, FedAvg and standalone side by side (equal samples processed) and print
     their test accuracy."""
-    from learning.compare import compare_substrates
-    from scenarios.figures import substrate_curves
-    from scenarios.io import write_json
+    with _exit_codes():
+        from learning.compare import compare_substrates
+        from scenarios.figures import substrate_curves
+        from scenarios.io import prepare_folder, write_json
 
-    started = time.perf_counter()
-    result = compare_substrates(dataset=dataset, partition_scheme=partition, n_members=members, model=model,
-                                epochs=epochs, local_epochs=local_epochs, seed=seed)
-    final = result.final()
-    table = Table(title=f"{dataset} · {partition} · {members} members · {model} · {epochs} epochs-equivalent")
-    table.add_column("substrate")
-    table.add_column("test accuracy", justify="right")
-    table.add_column("vs centralised", justify="right")
-    for name, acc in final.items():
-        table.add_row(name, f"{100 * acc:.2f}%", f"{100 * (acc - final['centralised']):+.2f} pts")
-    console.print(table)
-    summary = {"final_test_accuracy": final, "standalone_members": result.standalone_members,
-               "curves": result.curves, "settings": result.settings,
-               "seconds": round(time.perf_counter() - started, 2)}
-    write_json(out / "summary.json", summary)
-    fig = substrate_curves(result.epochs, result.curves, f"{dataset}, {partition}, {members} members",
-                           out / "figures" / "substrates.png")
-    console.print(f"figures: {fig.parent.resolve()}")
-    console.print(f"summary: {(out / 'summary.json').resolve()}")
+        out = prepare_folder(out)
+        started = time.perf_counter()
+        result = compare_substrates(dataset=dataset, partition_scheme=partition, n_members=members, model=model,
+                                    epochs=epochs, local_epochs=local_epochs, seed=seed)
+        final = result.final()
+        table = Table(title=f"{dataset} · {partition} · {members} members · {model} · {epochs} epochs-equivalent")
+        table.add_column("substrate")
+        table.add_column("test accuracy", justify="right")
+        table.add_column("vs centralised", justify="right")
+        for name, acc in final.items():
+            table.add_row(name, f"{100 * acc:.2f}%", f"{100 * (acc - final['centralised']):+.2f} pts")
+        console.print(table)
+        summary = {"final_test_accuracy": final, "standalone_members": result.standalone_members,
+                   "curves": result.curves, "settings": result.settings,
+                   "seconds": round(time.perf_counter() - started, 2)}
+        write_json(out / "summary.json", summary)
+        fig = substrate_curves(result.epochs, result.curves, f"{dataset}, {partition}, {members} members",
+                               out / "figures" / "substrates.png")
+        console.print(f"figures: {fig.parent.resolve()}")
+        console.print(f"summary: {(out / 'summary.json').resolve()}")
 
 
 def main() -> None:
@@ -208,7 +217,7 @@ def main() -> None:
     try:
         app()
     except (InputError, ValidationError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _print_error(exc)
         sys.exit(2)
 
 

@@ -38,7 +38,7 @@ class ScenarioConfig(Section):
     """Base of every scenario's configuration: the root seed is a field like any other, so that a
     scenario file may fix it and ``--seed`` overrides it."""
 
-    seed: int = Field(0, ge=0, description="root seed; it reaches every random source explicitly")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="root seed; it reaches every random source explicitly")
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -116,7 +116,14 @@ def as_input_error(exc: ValidationError, cls: type[BaseModel], prefix: str = "")
     """The first error of a pydantic ``ValidationError`` as an :class:`InputError`."""
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"]]
+    inner = err.get("ctx", {}).get("error")
+    if isinstance(inner, InputError):  # a validator's own error: its field is relative to its model
+        head = loc[:-1] if loc and inner.field.split(".")[0] == loc[-1] else loc
+        return InputError(prefix + ".".join([*head, inner.field]), inner.value, inner.allowed)
     field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or cls.__name__)
+    if err["type"] == "value_error" and isinstance(err.get("input"), Mapping):
+        # a model-level check: its message names the fields; the whole section's values would drown it
+        return InputError(field, "(these settings)", str(err["msg"]).removeprefix("Value error, "))
     if err["type"] == "extra_forbidden":
         allowed = sorted(_fields_at(cls, loc[:-1]))
         return InputError(field, err.get("input"), f"unknown field; allowed here: {', '.join(allowed) or '(none)'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 
 import coopsim
 from coopsim.errors import InputError
-from scenarios.io import write_json
+from scenarios.io import prepare_folder, remove_stale, write_json
 from scenarios.registry import Resolved, get
 from scenarios.result import ScenarioResult, read_parquet, tidy, write_parquet, write_tables
 
@@ -42,15 +43,27 @@ def execute(resolved: Resolved, run_id: str = "run") -> tuple[pd.DataFrame, dict
 
 
 def run_and_store(resolved: Resolved, out: Path) -> Finished:
-    """Run, then write ``results.parquet``, ``summary.json``, ``tables/*.csv`` and ``figures/*.png``
-    under ``out`` (each file atomically; nothing is written if the run fails)."""
-    frame, summary, result = execute(resolved)
-    out = Path(out)
+    """Run, then write ``results.parquet``, ``tables/*.csv``, ``figures/*.png`` and last
+    ``summary.json`` under ``out``. Each file is written atomically and nothing is written if the
+    run fails; an earlier run's ``summary.json`` is removed first and the new one written last, so a
+    folder holding ``summary.json`` is always complete and consistent (an interrupted rewrite leaves
+    none). Figures and tables of an earlier run that this one does not write are removed."""
+    existed = Path(out).exists()
+    out = prepare_folder(Path(out))  # a bad folder is bad input, found before any work
+    try:
+        frame, summary, result = execute(resolved)
+    except BaseException:
+        if not existed:  # leave no trace of a failed run: the (empty) folder made for it goes too
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    (out / "summary.json").unlink(missing_ok=True)
     write_parquet(out / "results.parquet", frame)
-    write_json(out / "summary.json", summary)
-    if result.tables:
-        write_tables(out / "tables", result.tables)
+    tables = write_tables(out / "tables", result.tables) if result.tables else []
+    remove_stale(out / "tables", "*.csv", tables)
     figures = resolved.scenario.figures(frame, summary, out / "figures")
+    remove_stale(out / "figures", "*.png", figures)
+    write_json(out / "summary.json", summary)
     return Finished(out, frame, summary, figures, result.tables)
 
 
@@ -64,13 +77,22 @@ def redraw(folder: Path) -> list[Path]:
     for path in (summary_path, results_path):
         if not path.is_file():
             raise InputError("RESULTS_DIR", str(folder), f"a results folder holding {path.name}")
-    summary = json.loads(summary_path.read_text())
-    frame, _ = read_parquet(results_path)
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (ValueError, OSError) as exc:
+        raise InputError("RESULTS_DIR", str(folder), f"a readable summary.json ({exc})") from None
+    try:
+        frame, _ = read_parquet(results_path)
+    except Exception as exc:  # pyarrow raises its own types for a truncated or foreign file
+        raise InputError("RESULTS_DIR", str(folder), f"a readable results.parquet ({exc})") from None
     if summary.get("kind") == "sweep":
         from scenarios.sweep import sweep_figures
 
-        return sweep_figures(frame, summary, folder / "figures")
-    name = summary.get("scenario")
-    if not isinstance(name, str):
-        raise InputError("summary.json: scenario", name, "the name of the scenario that wrote it")
-    return get(name).figures(frame, summary, folder / "figures")
+        paths = sweep_figures(frame, summary, folder / "figures")
+    else:
+        name = summary.get("scenario")
+        if not isinstance(name, str):
+            raise InputError("summary.json: scenario", name, "the name of the scenario that wrote it")
+        paths = get(name).figures(frame, summary, folder / "figures")
+    remove_stale(folder / "figures", "*.png", paths)
+    return paths

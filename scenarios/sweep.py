@@ -39,7 +39,7 @@ from pydantic import Field, field_validator
 
 from coopsim.errors import InputError
 from scenarios.config import Section, flatten, read_toml, validate
-from scenarios.io import write_json
+from scenarios.io import prepare_folder, write_json
 from scenarios.registry import get, resolve
 from scenarios.result import read_parquet, write_parquet
 
@@ -48,7 +48,7 @@ class SweepFile(Section):
     """A sweep: base scenario, fixed overrides, grid and repeats."""
 
     scenario: str = Field("contracts", description="scenario name, or path of a scenario TOML file")
-    seed: int = Field(0, ge=0, description="root seed: SeedSequence(seed) spawns every run's seed")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="root seed: SeedSequence(seed) spawns every run's seed")
     repeats: int = Field(1, ge=1, le=10_000, description="independent seeds per grid point")
     common_seeds: bool = Field(False, description="same seed for repeat r at every grid point (paired design)")
     base: dict[str, Any] = Field(default_factory=dict, description="fixed overrides, dotted keys or nested tables")
@@ -62,6 +62,19 @@ class SweepFile(Section):
             if not isinstance(values, list) or not values:
                 raise ValueError(f"grid.{key} must be a non-empty list of values")
         return flat
+
+    @field_validator("base", "grid")
+    @classmethod
+    def _no_seed(cls, table: dict[str, Any]) -> dict[str, Any]:
+        # every run's seed is spawned from the sweep's root seed: a seed set here would be overwritten
+        if "seed" in flatten(table):
+            raise InputError("seed", flatten(table)["seed"],
+                             "not in [base] or [grid]: the sweep's top-level seed spawns every run's seed "
+                             "(use repeats for more seeds)")
+        return table
+
+
+MAX_SWEEP_FIGURES = 12
 
 
 @dataclass(frozen=True)
@@ -150,10 +163,19 @@ def _dask(todo: list[RunSpec], address: str, timeout: float = 20.0
         from dask.distributed import Client, as_completed
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise InputError("--scheduler", address, "needs dask[distributed]: pip install 'coopsim[cluster]'") from exc
+    try:  # check the address's form first: a Client made from a malformed one fails noisily on cleanup
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise InputError("--scheduler", address, f"a Dask scheduler address, e.g. tcp://host:8786 ({exc})") from None
     try:
         client = Client(address, timeout=f"{timeout}s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise InputError("--scheduler", address, f"the address of a reachable Dask scheduler ({exc})") from exc
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (e.g. no port)
+        raise InputError("--scheduler", address, f"the address of a reachable Dask scheduler, e.g. "
+                         f"tcp://host:8786 ({exc})") from None
     with client:
         futures = client.map(run_task, todo, key=[f"coopsim-{s.run_id}" for s in todo], pure=False)
         for future in as_completed(futures, loop=client.loop):
@@ -182,7 +204,7 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
     path = Path(path)
     sweep = load_sweep(path)
     specs = plan(sweep, path)
-    out = Path("results") / "sweeps" / path.stem if out is None else Path(out)
+    out = prepare_folder(Path("results") / "sweeps" / path.stem if out is None else Path(out))
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for stale in runs.glob(".*.tmp"):
@@ -258,9 +280,10 @@ def headline_numbers(summary: dict[str, Any], keys: tuple[str, ...] = ()) -> dic
     flat = flatten({k: v for k, v in summary.items() if k not in ("config", "grid")})
     if keys:
         return {k: float(flat[k]) for k in keys if isinstance(flat.get(k), int | float)}
-    skip = {"seed", "point", "repeat"}
-    return {k: float(v) for k, v in summary.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip}
+    skip = {"seed", "point", "repeat", "seconds"}
+    config = summary.get("config") or {}
+    return {k: float(v) for k, v in summary.items()  # numbers echoed from the configuration are not results
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip and k not in config}
 
 
 def sweep_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
@@ -275,7 +298,12 @@ def sweep_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) ->
     metrics = sorted({k for r in runs for k in r["metrics"]})
     grid_cols = [c for c in table.columns if c.startswith("grid.")]
     paths = []
-    for metric in metrics[:12]:
+    if len(metrics) > MAX_SWEEP_FIGURES:
+        import warnings
+
+        warnings.warn(f"sweep figures: {len(metrics)} metrics, drawing the first {MAX_SWEEP_FIGURES}; all of them are "
+                      f"in summary.json (runs[].metrics); a scenario's `headline` picks which to draw", stacklevel=2)
+    for metric in metrics[:MAX_SWEEP_FIGURES]:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in metric)
         paths.append(metric_vs_parameter(table, metric, grid_cols, folder / f"sweep_{safe}.png",
                                          title=f"{summary.get('scenario')}: {metric}"))

@@ -8,7 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from coopsim.errors import InputError
+from learning.data import DATASETS
 from learning.filters import ValueProfileSpec
+from learning.models import MODELS
+from learning.partition import PARTITIONS
 
 BEHAVIOURS = ("honest", "low_quality", "free_rider", "label_flip", "random_gradient", "scaled_gradient", "sybil")
 STRATEGIES = ("fixed", "best_response", "epsilon_greedy", "regret_matching", "imitation")
@@ -83,9 +86,9 @@ class TrainingConfig(_Strict):
 
     mode: Literal[MODES] = Field("real", description="real torch training or a surrogate learning curve")
     substrate: Literal[SUBSTRATES] = Field("tl", description="traversal learning or FedAvg")
-    dataset: str = Field("digits", description="digits, mnist5k or synthetic")
-    partition: str = Field("uni", description="uni, pow, cla or dirichlet")
-    model: str = Field("mlp", description="logreg, mlp, cnn or multitask")
+    dataset: Literal[DATASETS] = Field("digits", description=f"one of {list(DATASETS)}")
+    partition: Literal[PARTITIONS] = Field("uni", description=f"one of {list(PARTITIONS)}")
+    model: Literal[MODELS] = Field("mlp", description=f"one of {list(MODELS)}")
     hidden: list[int] = Field(default_factory=lambda: [64], description="hidden widths (mlp, multitask)")
     lr: PositiveFloat = Field(0.3, description="learning rate η")
     batch_size: PositiveInt = Field(64, description="virtual batch size (TL) / local batch (FedAvg)")

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, create_model
+from pydantic import Field, SerializationInfo, create_model, field_serializer, model_validator
 
+from coopsim.errors import InputError
 from learning.seeding import derive_seed
 from scenarios.config import ScenarioConfig, Section
 from scenarios.figures import OKABE_ITO, figure, grouped_bars, save
@@ -45,6 +46,24 @@ class CooperativeScenarioConfig(ScenarioConfig):
                                                description="the mechanisms run in turn on the same population")
     replicates: int = Field(1, ge=1, le=50, description="independent seeds per mechanism (the same for each)")
     final_window: float = Field(0.25, gt=0, le=1, description="share of last rounds averaged for the summary")
+
+    @model_validator(mode="after")
+    def _mechanism_set_per_variant(self) -> CooperativeScenarioConfig:
+        # each variant replaces cooperative.mechanism: a value set there would be silently ignored
+        if "mechanism" in self.cooperative.model_fields_set:
+            set_here = self.cooperative.mechanism.model_dump(exclude_unset=True)
+            raise InputError("cooperative.mechanism", set_here,
+                             "not set in this scenario: every entry of `mechanisms` has its own (e.g. --set "
+                             "'mechanisms=[{label=\"a2\", mechanism={kind=\"revenue_shares\", alpha=2.0}}]')")
+        return self
+
+    @field_serializer("cooperative")
+    def _without_mechanism(self, coop: CooperativeConfig, info: SerializationInfo) -> dict[str, Any]:
+        """Stored parameters and summaries leave out the ignored ``cooperative.mechanism`` block: each
+        row carries its variant's label, and ``mechanisms`` holds every variant's settings."""
+        out = coop.model_dump(mode=info.mode)
+        out.pop("mechanism", None)
+        return out
 
 
 def run_cooperatives(cfg: CooperativeScenarioConfig, seed: int) -> ScenarioResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -126,3 +127,49 @@ def test_list_shows_every_scenario(cli):
     assert result.exit_code == 0
     for name in registry():
         assert name in result.output
+
+
+def test_square_brackets_in_values_survive_in_error_messages(cli, tmp_path):
+    """Error text is printed as is: a list value like [digits] is not taken for console markup."""
+    result = cli("run", "cgsv-fairness", "--set", "datasets=[digits]", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "[digits]" in result.output
+
+
+@pytest.mark.parametrize("args", [["--seed", str(2**63)], ["--set", f"seed={2**63}"]])
+def test_a_seed_beyond_63_bits_is_bad_input(cli, tmp_path, args):
+    result = cli("run", "contracts", *args, "--out", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unusable_out_folder_is_bad_input_before_any_work(cli, tmp_path, monkeypatch):
+    scen = registry()["contracts"]
+
+    def never(cfg, seed):
+        raise AssertionError("ran although --out was unusable")
+
+    monkeypatch.setitem(registry(), "contracts", dataclasses.replace(scen, run=never))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "below"):
+        result = cli("run", "contracts", "--out", out)
+        assert result.exit_code == 2 and "--out" in result.output, result.output
+
+
+def test_a_rerun_into_a_folder_replaces_the_earlier_run(cli, tmp_path):
+    """Figures and tables of an earlier run (another scenario) do not linger beside the new ones;
+    summary.json is written last; files get the usual permissions (not mkstemp's 0600)."""
+    out = tmp_path / "o"
+    assert cli("run", "contracts", *QUICK_CONTRACTS, "--out", out).exit_code == 0
+    before = {p.name for p in (out / "figures").glob("*.png")}
+    result = cli("run", "quickstart", "--set", "cooperative.rounds=2", "--set", "cooperative.training.mode=surrogate",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    after = {p.name for p in (out / "figures").glob("*.png")}
+    assert after and not before & after and "participation_accuracy.png" in after
+    assert {p.name for p in (out / "tables").glob("*.csv")} == {"mechanisms.csv"}
+    assert json.loads((out / "summary.json").read_text())["scenario"] == "quickstart"
+    assert (out / "summary.json").stat().st_mtime_ns >= max(p.stat().st_mtime_ns for p in out.rglob("*.png"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "results.parquet").stat().st_mode & 0o777 == 0o666 & ~mask

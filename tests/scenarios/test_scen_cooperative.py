@@ -55,3 +55,16 @@ def test_free_riding_summary_orders_mechanisms_as_the_sim_tests_do(cli, tmp_path
     assert result.exit_code == 0, result.output
     profit = json.loads((out / "summary.json").read_text())["free_rider_profit"]
     assert profit["equal split"] > 0 > profit["revenue shares"] and profit["CGSV"] < 0
+
+
+def test_the_shared_mechanism_block_is_refused_and_never_recorded(cli, tmp_path):
+    """Each variant replaces cooperative.mechanism: a value set there would be silently ignored (exit 2),
+    and stored parameters leave the unused block out."""
+    result = cli("run", "quickstart", "--set", "cooperative.mechanism.alpha=3", "--out", tmp_path / "bad")
+    assert result.exit_code == 2 and "cooperative.mechanism" in result.output, result.output
+    out = tmp_path / "ok"
+    assert cli("run", "quickstart", *REDUCED["quickstart"], "--set", "cooperative.training.mode=surrogate",
+               "--out", out).exit_code == 0
+    frame = pd.read_parquet(out / "results.parquet")
+    assert not [c for c in frame.columns if c.startswith("param.cooperative.mechanism")]
+    assert "mechanism" not in json.loads((out / "summary.json").read_text())["config"]["cooperative"]

@@ -87,6 +87,8 @@ def test_plan_is_cartesian_and_run_ids_are_stable(tmp_path):
     (CONTRACTS_SWEEP.replace("repeats = 2", "repeats = 0"), "repeats"),
     (CONTRACTS_SWEEP.replace("repeats = 2", "repeat = 2"), "repeat"),
     (CONTRACTS_SWEEP.replace("realisation_draws = 50", "realisation_drawz = 50"), "realisation_drawz"),
+    (CONTRACTS_SWEEP + "seed = [1, 2]\n", "grid.seed"),  # run seeds are spawned from the root seed
+    (CONTRACTS_SWEEP.replace("[base]\n", "[base]\nseed = 5\n"), "base.seed"),
 ])
 def test_invalid_sweep_exits_2_before_writing(cli, tmp_path, text, field):
     out = tmp_path / "out"
@@ -167,6 +169,26 @@ def test_unreachable_scheduler_is_bad_input(cli, tmp_path):
                  "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1", "--no-progress")
     assert result.exit_code == 2, result.output
     assert "--scheduler" in result.output
+
+
+def test_a_malformed_scheduler_address_is_bad_input(cli, tmp_path):
+    result = cli("sweep", _write(tmp_path, CONTRACTS_SWEEP), "--out", tmp_path / "o",
+                 "--scheduler", "notanaddress", "--no-progress")
+    assert result.exit_code == 2 and "--scheduler" in result.output, result.output
+
+
+def test_figures_finds_runs_and_sweeps_at_any_depth(cli, tmp_path):
+    from scenarios.result import write_parquet
+
+    folder = tmp_path / "results" / "sweeps" / "deep"
+    write_parquet(folder / "results.parquet", pd.DataFrame({"x": [1.0]}))
+    (folder / "summary.json").write_text(json.dumps({"kind": "sweep", "scenario": "contracts", "runs": []}))
+    (folder / "figures").mkdir()
+    (folder / "figures" / "stale.png").write_bytes(b"old")
+    result = cli("figures", tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    assert "deep" in result.output.replace("\n", "")
+    assert not (folder / "figures" / "stale.png").exists()
 
 
 def test_example_sweep_file_plans():
