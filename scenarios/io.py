@@ -50,13 +50,27 @@ def prepare_folder(path: Path, option: str = "--out") -> Path:
     return path
 
 
-def remove_stale(folder: Path, pattern: str, keep: list[Path]) -> None:
-    """Delete files matching ``pattern`` in ``folder`` that this run did not write (figures or tables
-    of an earlier run into the same folder)."""
-    kept = {Path(p).resolve() for p in keep}
-    for old in Path(folder).glob(pattern):
-        if old.is_file() and old.resolve() not in kept:
-            old.unlink()
+def owned_files(folder: Path) -> list[str]:
+    """Files (relative paths) that the run stored in ``folder`` wrote there, as listed under
+    ``files`` in its ``summary.json`` (empty when there is none, or an older one without the list)."""
+    try:
+        listed = json.loads((Path(folder) / "summary.json").read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in listed if isinstance(f, str)] if isinstance(listed, list) else []
+
+
+def remove_stale(folder: Path, previous: list[str], written: list[Path]) -> list[str]:
+    """Delete the files an earlier run listed (``previous``, relative to ``folder``) that this one did
+    not write again: only files coopsim itself wrote there are ever removed. Returns ``written``
+    relative to ``folder`` (the new list for ``summary.json``)."""
+    folder = Path(folder).resolve()
+    now = sorted({Path(p).resolve().relative_to(folder).as_posix() for p in written})
+    for rel in set(previous) - set(now):
+        target = (folder / rel).resolve()
+        if target.is_relative_to(folder) and target.is_file():  # never outside the results folder
+            target.unlink()
+    return now
 
 
 def write_json(path: Path, data: Any) -> Path:

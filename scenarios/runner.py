@@ -12,7 +12,7 @@ import pandas as pd
 
 import coopsim
 from coopsim.errors import InputError
-from scenarios.io import prepare_folder, remove_stale, write_json
+from scenarios.io import owned_files, prepare_folder, remove_stale, write_json
 from scenarios.registry import Resolved, get
 from scenarios.result import ScenarioResult, read_parquet, tidy, write_parquet, write_tables
 
@@ -47,7 +47,8 @@ def run_and_store(resolved: Resolved, out: Path) -> Finished:
     ``summary.json`` under ``out``. Each file is written atomically and nothing is written if the
     run fails; an earlier run's ``summary.json`` is removed first and the new one written last, so a
     folder holding ``summary.json`` is always complete and consistent (an interrupted rewrite leaves
-    none). Figures and tables of an earlier run that this one does not write are removed."""
+    none). ``summary.json`` lists the files the run wrote (``files``); files an earlier run there
+    listed and this one does not write are removed (nothing else ever is)."""
     existed = Path(out).exists()
     out = prepare_folder(Path(out))  # a bad folder is bad input, found before any work
     try:
@@ -57,12 +58,12 @@ def run_and_store(resolved: Resolved, out: Path) -> Finished:
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
+    previous = owned_files(out)
     (out / "summary.json").unlink(missing_ok=True)
-    write_parquet(out / "results.parquet", frame)
+    results = write_parquet(out / "results.parquet", frame)
     tables = write_tables(out / "tables", result.tables) if result.tables else []
-    remove_stale(out / "tables", "*.csv", tables)
     figures = resolved.scenario.figures(frame, summary, out / "figures")
-    remove_stale(out / "figures", "*.png", figures)
+    summary["files"] = remove_stale(out, previous, [results, *tables, *figures])
     write_json(out / "summary.json", summary)
     return Finished(out, frame, summary, figures, result.tables)
 
@@ -94,5 +95,10 @@ def redraw(folder: Path) -> list[Path]:
         if not isinstance(name, str):
             raise InputError("summary.json: scenario", name, "the name of the scenario that wrote it")
         paths = get(name).figures(frame, summary, folder / "figures")
-    remove_stale(folder / "figures", "*.png", paths)
+    if isinstance(summary.get("files"), list):  # keep the list of owned files true
+        figures_dir = (folder / "figures").resolve()
+        kept = [folder / f for f in summary["files"]
+                if not (folder / f).resolve().is_relative_to(figures_dir)]
+        summary["files"] = remove_stale(folder, summary["files"], [*kept, *paths])
+        write_json(summary_path, summary)
     return paths

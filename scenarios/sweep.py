@@ -39,7 +39,7 @@ from pydantic import Field, field_validator
 
 from coopsim.errors import InputError
 from scenarios.config import Section, flatten, read_toml, validate
-from scenarios.io import prepare_folder, write_json
+from scenarios.io import owned_files, prepare_folder, remove_stale, write_json
 from scenarios.registry import get, resolve
 from scenarios.result import read_parquet, write_parquet
 
@@ -220,8 +220,11 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
             write_parquet(runs / f"{run_id}.parquet", frame, summary)
             ran += 1
             advance()
+    previous = owned_files(out)
     frame, summary = combine(out, specs, sweep)
     figures = sweep_figures(frame, summary, out / "figures")
+    summary["files"] = remove_stale(out, previous, [out / "results.parquet", *figures])
+    write_json(out / "summary.json", summary)
     return SweepOutcome(out, specs, ran, len(specs) - len(todo), frame, summary, figures)
 
 

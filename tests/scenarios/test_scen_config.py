@@ -162,14 +162,18 @@ def test_a_rerun_into_a_folder_replaces_the_earlier_run(cli, tmp_path):
     out = tmp_path / "o"
     assert cli("run", "contracts", *QUICK_CONTRACTS, "--out", out).exit_code == 0
     before = {p.name for p in (out / "figures").glob("*.png")}
+    (out / "figures" / "mine.png").write_bytes(b"a user's own file: never removed")
     result = cli("run", "quickstart", "--set", "cooperative.rounds=2", "--set", "cooperative.training.mode=surrogate",
                  "--out", out)
     assert result.exit_code == 0, result.output
-    after = {p.name for p in (out / "figures").glob("*.png")}
+    after = {p.name for p in (out / "figures").glob("*.png")} - {"mine.png"}
     assert after and not before & after and "participation_accuracy.png" in after
+    assert (out / "figures" / "mine.png").exists()
     assert {p.name for p in (out / "tables").glob("*.csv")} == {"mechanisms.csv"}
     assert json.loads((out / "summary.json").read_text())["scenario"] == "quickstart"
     assert (out / "summary.json").stat().st_mtime_ns >= max(p.stat().st_mtime_ns for p in out.rglob("*.png"))
+    listed = json.loads((out / "summary.json").read_text())["files"]
+    assert "results.parquet" in listed and "figures/participation_accuracy.png" in listed
     mask = os.umask(0)
     os.umask(mask)
     assert (out / "results.parquet").stat().st_mode & 0o777 == 0o666 & ~mask

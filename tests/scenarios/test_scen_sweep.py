@@ -182,13 +182,16 @@ def test_figures_finds_runs_and_sweeps_at_any_depth(cli, tmp_path):
 
     folder = tmp_path / "results" / "sweeps" / "deep"
     write_parquet(folder / "results.parquet", pd.DataFrame({"x": [1.0]}))
-    (folder / "summary.json").write_text(json.dumps({"kind": "sweep", "scenario": "contracts", "runs": []}))
+    (folder / "summary.json").write_text(json.dumps({"kind": "sweep", "scenario": "contracts", "runs": [],
+                                                     "files": ["results.parquet", "figures/stale.png"]}))
     (folder / "figures").mkdir()
-    (folder / "figures" / "stale.png").write_bytes(b"old")
+    (folder / "figures" / "stale.png").write_bytes(b"old")  # coopsim wrote it (listed), no longer drawn
+    (folder / "figures" / "mine.png").write_bytes(b"user")  # not coopsim's: never touched
     result = cli("figures", tmp_path / "results")
     assert result.exit_code == 0, result.output
     assert "deep" in result.output.replace("\n", "")
-    assert not (folder / "figures" / "stale.png").exists()
+    assert not (folder / "figures" / "stale.png").exists() and (folder / "figures" / "mine.png").exists()
+    assert json.loads((folder / "summary.json").read_text())["files"] == ["results.parquet"]
 
 
 def test_example_sweep_file_plans():
