@@ -8,6 +8,7 @@ The ledger keeps every member's per-step credit ``c_i^t`` and settles a horizon 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -295,8 +296,9 @@ class Ledger:
         if steps is None:
             return self.steps if settled_ok else self.unsettled_steps
         steps = sorted(int(t) for t in steps)
-        repeated = sorted({t for t in steps if steps.count(t) > 1})
-        check(not repeated, "steps", repeated[:5], "each step at most once (a repeated step would count twice)")
+        if len(set(steps)) != len(steps):
+            repeated = sorted({a for a, b in itertools.pairwise(steps) if a == b})  # steps are sorted
+            raise InputError("steps", repeated[:5], "each step at most once (a repeated step would count twice)")
         unknown = [t for t in steps if t not in self.credits]
         if unknown:
             raise InputError("steps", unknown[:5], "recorded steps only")

@@ -164,7 +164,8 @@ _PLANS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, _StackedPlan | None]] 
 def _stacked_plan(model: nn.Module) -> _StackedPlan | None:
     """The model's stacked forward (cached per model and its module structure), or None when the model is
     not an ``nn.Sequential`` (or :class:`MultiTaskNet`) of Linear and element-wise layers."""
-    key = tuple((name, id(m)) for name, m in model.named_modules())
+    key = (tuple((name, id(m)) for name, m in model.named_modules()),
+           tuple((name, id(p), tuple(p.shape)) for name, p in model.named_parameters()))
     hit = _PLANS.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
@@ -172,8 +173,8 @@ def _stacked_plan(model: nn.Module) -> _StackedPlan | None:
     plan = None
     if isinstance(model, MultiTaskNet):
         trunk = _ops(model.trunk, "trunk.", layout)
-        heads = tuple((k, (_linear(h, f"heads.{k}.", layout),) if isinstance(h, nn.Linear) else None)
-                      for k, h in model.heads.items())
+        heads = tuple((k, _ops(nn.Sequential(h), f"heads.{k}.", layout, flat=True) if isinstance(h, nn.Linear)
+                       else None) for k, h in model.heads.items())
         if trunk is not None and all(ops is not None for _, ops in heads):
             plan = _StackedPlan(layout.size, trunk, heads)  # type: ignore[arg-type]
     elif isinstance(model, nn.Sequential):
@@ -183,18 +184,26 @@ def _stacked_plan(model: nn.Module) -> _StackedPlan | None:
     return plan
 
 
-def _linear(m: nn.Linear, path: str, layout: ParamLayout) -> _Linear:
-    return _Linear(layout.slice_of(path + "weight"), (m.out_features, m.in_features),
-                   None if m.bias is None else layout.slice_of(path + "bias"))
+def _linear(m: nn.Linear, path: str, layout: ParamLayout) -> _Linear | None:
+    """The layer's slices, or None when its parameters are not its own entries of the flat vector
+    (tied weights: ``named_parameters`` lists a shared parameter once, under its first owner)."""
+    names = [path + "weight"] + ([] if m.bias is None else [path + "bias"])
+    if any(n not in layout.names for n in names):
+        return None
+    return _Linear(layout.slice_of(names[0]), (m.out_features, m.in_features),
+                   None if m.bias is None else layout.slice_of(names[1]))
 
 
-def _ops(seq: nn.Sequential, prefix: str, layout: ParamLayout) -> tuple[_Op, ...] | None:
+def _ops(seq: nn.Sequential, prefix: str, layout: ParamLayout, *, flat: bool = False) -> tuple[_Op, ...] | None:
     """A Sequential's layers as stacked-forward ops, or None if it holds anything but Linear and
     element-wise layers (or no Linear at all)."""
     ops: list[_Op] = []
     for name, m in seq.named_children():
         if isinstance(m, nn.Linear):
-            ops.append(_linear(m, f"{prefix}{name}.", layout))
+            op = _linear(m, prefix if flat else f"{prefix}{name}.", layout)
+            if op is None:
+                return None
+            ops.append(op)
         elif isinstance(m, _ELEMENTWISE):
             if not isinstance(m, nn.Dropout | nn.Identity):  # evaluation: dropout is the identity
                 ops.append(m)
@@ -207,14 +216,12 @@ def _cross_entropy_per_candidate(logits: torch.Tensor, y: torch.Tensor) -> torch
     """Mean cross-entropy of each candidate's class-major logits (N, C, ≥B) over the B = len(y) rows
     (columns beyond B are padding and ignored), as ``mean(logsumexp) − mean(logit of the label)``:
     the same value as ``F.cross_entropy``, whose log-softmax kernel is slow on CPU for few classes.
-    The log-sum-exp is written out (max, exp, sum, log), and the labels' logits are summed by one
-    matrix-vector product with the labels' one-hot mask."""
-    n, c, width = logits.shape
+    The log-sum-exp is written out (max, exp, sum, log)."""
     rows = y.shape[0]
     top = logits.amax(1)
     lse = (logits - top[:, None]).exp_().sum(1).log_().add_(top)[:, :rows].mean(1)
-    onehot = logits.new_zeros(c, width).scatter_(0, y.view(1, -1), 1.0 / rows)
-    return lse.sub_(torch.mv(logits.reshape(n, c * width), onehot.view(-1)))
+    picked = logits[:, :, :rows].gather(1, y.view(1, 1, -1).expand(logits.shape[0], 1, -1))
+    return lse.sub_(picked.mean((1, 2)))
 
 
 def batched_accuracy(model: nn.Module, params: torch.Tensor, X: torch.Tensor, y: torch.Tensor,

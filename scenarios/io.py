@@ -64,11 +64,12 @@ def remove_stale(folder: Path, previous: list[str], written: list[Path]) -> list
     """Delete the files an earlier run listed (``previous``, relative to ``folder``) that this one did
     not write again: only files coopsim itself wrote there are ever removed. Returns ``written``
     relative to ``folder`` (the new list for ``summary.json``)."""
-    folder = Path(folder).resolve()
-    now = sorted({Path(p).resolve().relative_to(folder).as_posix() for p in written})
+    base = os.path.abspath(folder)  # relative names as written (a symlinked figures/ stays figures/…)
+    now = sorted({Path(os.path.relpath(os.path.abspath(p), base)).as_posix() for p in written})
+    root = Path(folder).resolve()
     for rel in set(previous) - set(now):
-        target = (folder / rel).resolve()
-        if target.is_relative_to(folder) and target.is_file():  # never outside the results folder
+        target = (Path(folder) / rel).resolve()
+        if target.is_relative_to(root) and target.is_file():  # never outside the results folder
             target.unlink()
     return now
 

@@ -96,9 +96,7 @@ def redraw(folder: Path) -> list[Path]:
             raise InputError("summary.json: scenario", name, "the name of the scenario that wrote it")
         paths = get(name).figures(frame, summary, folder / "figures")
     if isinstance(summary.get("files"), list):  # keep the list of owned files true
-        figures_dir = (folder / "figures").resolve()
-        kept = [folder / f for f in summary["files"]
-                if not (folder / f).resolve().is_relative_to(figures_dir)]
+        kept = [folder / f for f in summary["files"] if Path(f).parts[:1] != ("figures",)]
         summary["files"] = remove_stale(folder, summary["files"], [*kept, *paths])
         write_json(summary_path, summary)
     return paths

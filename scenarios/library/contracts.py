@@ -144,7 +144,7 @@ def _setting(name: str, costs: list[float], probs: list[float], n: int, cfg: Con
     table = menu.as_table()
     realised = np.full(len(costs), np.nan)
     over_budget = 0
-    if cfg.realisation_draws:
+    if cfg.realisation_draws and menu.success:  # a failed menu is reported (success, violations), not realised
         draws = realise(menu, rng=derive_seed(seed, 0xC0, len(name), *map(ord, name)), size=cfg.realisation_draws)
         present = draws.n > 0
         with np.errstate(invalid="ignore"):
@@ -240,7 +240,7 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
                 ax.plot(x, pivot["utility"], "o", color=OKABE_ITO[1], label="utility t − c·m")
                 ax.plot(x, pivot["reservation_utility"], "_", markersize=14, mew=2, color=OKABE_ITO[3],
                         label="reservation utility f")
-                if pivot["realised_mean_value"].notna().any():
+                if "realised_mean_value" in pivot and pivot["realised_mean_value"].notna().any():  # NaN: not drawn
                     ax.plot(x, pivot["realised_mean_value"], "x", color=OKABE_ITO[2], label="realised mean value")
             ax.set_xticks(x, [t.replace("type ", "") for t in types])
             ax.set_xlabel("type (1 = most expensive data)")

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from learning.evaluation import accuracy, batched_accuracy, batched_loss, loss_value
+from learning.evaluation import accuracy, batched_accuracy, batched_loss, loss_value, stacked_supported
 from learning.models import MultiTaskLoss, build_model
 from learning.params import flat_params, set_flat_params
 from learning.substrates.common import dataset_tensors
@@ -106,3 +106,47 @@ def test_batched_accuracy_names_an_unknown_head(risk_digits):
     X, y = dataset_tensors(risk_digits.val)
     with pytest.raises(ValueError, match="task"):
         batched_accuracy(model, flat_params(model)[None], X, y, task="credit")
+
+
+class _TiedMLP(torch.nn.Sequential):
+    def __init__(self) -> None:
+        super().__init__(torch.nn.Linear(6, 6), torch.nn.Tanh(), torch.nn.Linear(6, 6))
+        self[2].weight = self[0].weight
+
+
+@pytest.mark.parametrize("method", ["auto", "vmap", "loop"])
+def test_tied_weights_fall_back_from_the_stacked_forward(method):
+    """A weight shared by two layers is one entry of the flat vector: no stacked plan, every other
+    method (and auto) still equals the plain forward."""
+    model = _TiedMLP().double()
+    X = torch.randn(9, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(9) % 6
+    assert not stacked_supported(model)
+    cands = _candidates(model, 3, 0.1)
+    got = batched_loss(model, F.cross_entropy, cands, X, y, method=method)
+    assert torch.allclose(got, _sequential_losses(model, F.cross_entropy, cands, X, y), atol=1e-12, rtol=0)
+
+
+def test_infinite_logits_give_the_plain_forwards_loss():
+    """A non-label logit at −inf (a diverged candidate) or in the padding columns must not turn into
+    0·inf = NaN: the value equals F.cross_entropy's."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, -1e39]]))
+        model[0].bias.zero_()
+    X, y = torch.tensor([[0.0, 1.0]] * 5), torch.zeros(5, dtype=torch.long)
+    want = F.cross_entropy(model(X), y)
+    assert torch.isfinite(want)
+    got = batched_loss(model, F.cross_entropy, flat_params(model)[None], X, y)
+    assert torch.allclose(got, want[None])
+
+
+def test_the_cached_plan_follows_changed_parameters(risk_digits):
+    model = build_model("mlp", 64, 10, seed=0, hidden=(8,))
+    X, y = dataset_tensors(risk_digits.val)
+    y = y[:, 0]
+    batched_loss(model, F.cross_entropy, flat_params(model)[None], X, y)
+    model[2].bias = None  # same modules, one parameter fewer
+    cands = _candidates(model, 2, 0.05)
+    got = batched_loss(model, F.cross_entropy, cands, X, y)
+    assert torch.allclose(got, _sequential_losses(model, F.cross_entropy, cands, X, y).float(), atol=1e-5)

@@ -177,3 +177,26 @@ def test_a_rerun_into_a_folder_replaces_the_earlier_run(cli, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (out / "results.parquet").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_an_unsolved_contract_setting_is_reported_not_fatal(cli, tmp_path):
+    """A setting whose menu the solver cannot certify is stored with success=False (all_solved false),
+    not realised: the scenario's job is to report it."""
+    bad = ["--set", "two_type.costs=[0.7326448957971787,0.00011941692410650669]",
+           "--set", "two_type.p1=0.48208910665331295", "--set", "two_type.n_participants=2",
+           "--set", "model.k=1.8052121175355478", "--set", "model.value_scale=5.821931112113396"]
+    out = tmp_path / "o"
+    result = cli("run", "contracts", *QUICK_CONTRACTS, *bad, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["all_solved"] is False
+
+
+def test_a_symlinked_figures_folder_is_written_through(cli, tmp_path):
+    out, elsewhere = tmp_path / "o", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "figures").symlink_to(elsewhere, target_is_directory=True)
+    result = cli("run", "contracts", *QUICK_CONTRACTS, "--out", out)
+    assert result.exit_code == 0, result.output
+    listed = json.loads((out / "summary.json").read_text())["files"]
+    assert any(f.startswith("figures/") for f in listed) and list(elsewhere.glob("*.png"))
