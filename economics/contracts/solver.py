@@ -217,6 +217,8 @@ def _interior_point(obj: _Objective, cons: _Inequalities, x0: np.ndarray, maxite
                     ) -> tuple[np.ndarray, bool, str, int]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*delta_grad == 0.0.*")
+        # degenerate starts (e.g. every type at the capacity): scipy falls back to SVD and says so
+        warnings.filterwarnings("ignore", message="Singular Jacobian matrix.*")
         res = minimize(obj.fun, x0, jac=obj.grad, hess=obj.hess, method="trust-constr",
                        constraints=cons.scipy_constraints(),
                        options={"maxiter": maxiter, "gtol": 1e-12, "xtol": 1e-14, "barrier_tol": 1e-12})
