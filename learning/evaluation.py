@@ -53,6 +53,8 @@ def batched_loss(
     size = plan.size if plan is not None else ParamLayout.of(model).size
     check(params.ndim == 2 and params.shape[1] == size, "params", tuple(params.shape),
           f"an (N, {size}) stack of flat parameter vectors")
+    check(X.shape[0] >= 1 and X.shape[0] == y.shape[0], "X, y", (tuple(X.shape), tuple(y.shape)),
+          "at least one row, and as many labels as rows")
     if method == "auto":
         if plan is not None:
             method = "stacked"
@@ -198,7 +200,7 @@ def _ops(seq: nn.Sequential, prefix: str, layout: ParamLayout, *, flat: bool = F
     """A Sequential's layers as stacked-forward ops, or None if it holds anything but Linear and
     element-wise layers (or no Linear at all)."""
     ops: list[_Op] = []
-    for name, m in seq.named_children():
+    for name, m in seq._modules.items():  # every slot, in order (named_children skips a reused module)
         if isinstance(m, nn.Linear):
             op = _linear(m, prefix if flat else f"{prefix}{name}.", layout)
             if op is None:

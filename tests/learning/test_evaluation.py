@@ -150,3 +150,20 @@ def test_the_cached_plan_follows_changed_parameters(risk_digits):
     cands = _candidates(model, 2, 0.05)
     got = batched_loss(model, F.cross_entropy, cands, X, y)
     assert torch.allclose(got, _sequential_losses(model, F.cross_entropy, cands, X, y).float(), atol=1e-5)
+
+
+def test_a_reused_activation_module_is_applied_at_every_slot():
+    act = torch.nn.Tanh()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), act, torch.nn.Linear(5, 5), act, torch.nn.Linear(5, 3)).double()
+    X = torch.randn(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(7) % 3
+    cands = _candidates(model, 2, 0.1)
+    got = batched_loss(model, F.cross_entropy, cands, X, y, method="stacked")
+    assert torch.allclose(got, _sequential_losses(model, F.cross_entropy, cands, X, y), atol=1e-12, rtol=0)
+
+
+def test_an_empty_validation_set_is_named():
+    model = build_model("mlp", 4, 3, seed=0, hidden=(5,))
+    with pytest.raises(ValueError, match="X, y"):
+        batched_loss(model, F.cross_entropy, flat_params(model)[None], torch.zeros(0, 4),
+                     torch.zeros(0, dtype=torch.long))
