@@ -175,8 +175,7 @@ def _stacked_plan(model: nn.Module) -> _StackedPlan | None:
     plan = None
     if isinstance(model, MultiTaskNet):
         trunk = _ops(model.trunk, "trunk.", layout)
-        heads = tuple((k, _ops(nn.Sequential(h), f"heads.{k}.", layout, flat=True) if isinstance(h, nn.Linear)
-                       else None) for k, h in model.heads.items())
+        heads = tuple((k, _head(h, f"heads.{k}.", layout)) for k, h in model.heads.items())
         if trunk is not None and all(ops is not None for _, ops in heads):
             plan = _StackedPlan(layout.size, trunk, heads)  # type: ignore[arg-type]
     elif isinstance(model, nn.Sequential):
@@ -196,13 +195,19 @@ def _linear(m: nn.Linear, path: str, layout: ParamLayout) -> _Linear | None:
                    None if m.bias is None else layout.slice_of(names[1]))
 
 
-def _ops(seq: nn.Sequential, prefix: str, layout: ParamLayout, *, flat: bool = False) -> tuple[_Op, ...] | None:
+def _head(head: nn.Module, path: str, layout: ParamLayout) -> tuple[_Op, ...] | None:
+    """A multi-task head: one Linear layer, else no stacked plan."""
+    op = _linear(head, path, layout) if isinstance(head, nn.Linear) else None
+    return None if op is None else (op,)
+
+
+def _ops(seq: nn.Sequential, prefix: str, layout: ParamLayout) -> tuple[_Op, ...] | None:
     """A Sequential's layers as stacked-forward ops, or None if it holds anything but Linear and
     element-wise layers (or no Linear at all)."""
     ops: list[_Op] = []
     for name, m in seq._modules.items():  # every slot, in order (named_children skips a reused module)
         if isinstance(m, nn.Linear):
-            op = _linear(m, prefix if flat else f"{prefix}{name}.", layout)
+            op = _linear(m, f"{prefix}{name}.", layout)
             if op is None:
                 return None
             ops.append(op)

@@ -221,10 +221,11 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
             ran += 1
             advance()
     previous = owned_files(out)
+    (out / "summary.json").unlink(missing_ok=True)
     frame, summary = combine(out, specs, sweep)
     figures = sweep_figures(frame, summary, out / "figures")
     summary["files"] = remove_stale(out, previous, [out / "results.parquet", *figures])
-    write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)  # last: a folder holding summary.json is complete
     return SweepOutcome(out, specs, ran, len(specs) - len(todo), frame, summary, figures)
 
 
@@ -253,7 +254,8 @@ class _progress:
 
 
 def combine(out: Path, specs: list[RunSpec], sweep: SweepFile) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Rebuild ``results.parquet`` and ``summary.json`` from the run files of this plan (plan order)."""
+    """Rebuild ``results.parquet`` and the sweep's summary (returned; the caller writes it) from the
+    run files of this plan (plan order)."""
     frames, runs = [], []
     name = get_name(specs)
     headline = get(name).headline if name else ()
@@ -267,7 +269,6 @@ def combine(out: Path, specs: list[RunSpec], sweep: SweepFile) -> tuple[pd.DataF
     write_parquet(out / "results.parquet", frame)
     summary = {"kind": "sweep", "scenario": name, "grid": sweep.grid, "repeats": sweep.repeats,
                "seed": sweep.seed, "n_runs": len(specs), "runs": runs}
-    write_json(out / "summary.json", summary)
     return frame, summary
 
 

@@ -314,6 +314,15 @@ def _solve(model: _Model, cons: _Inequalities, x0: np.ndarray, maxiter: int
     return z, converged, message, nit
 
 
+def _solve_menu(variant: str, setup: _Setup, model: _Model, cons: _Inequalities, t_of_z: np.ndarray,
+                x0: np.ndarray, maxiter: int, t0: float, note: str = "") -> ContractMenu:
+    """Solve from ``x0`` and check the menu; ``z[:I]`` are the scaled data costs, ``t / V = t_of_z z``."""
+    c, p, n_part, v, acc, outcomes, f, m_res = setup
+    z, converged, message, nit = _solve(model, cons, x0, maxiter)
+    return _finish(variant, c, p, n_part, v, acc, outcomes, f, m_res, model.scale * z[:c.shape[0]], v * (t_of_z @ z),
+                   converged, note + message, nit, t0)
+
+
 def _finish(variant: str, c: np.ndarray, p: np.ndarray, n_part: int, v: float, acc: AccuracyFunction,
             outcomes: Outcomes, f: np.ndarray, m_res: np.ndarray, m: np.ndarray, t: np.ndarray,
             converged: bool, message: str, nit: int, t0: float) -> ContractMenu:
@@ -352,8 +361,8 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
     participant holds.
     """
     t0 = time.perf_counter()
-    c, p, n_part, v, acc, outcomes, f, m_res = _setup(costs, probs, n_participants, k, value_scale, accuracy,
-                                                      m_max)
+    setup = _setup(costs, probs, n_participants, k, value_scale, accuracy, m_max)
+    c, p, n_part, v, acc, outcomes, f, m_res = setup
     n_t = c.shape[0]
     if n_part == 1:
         return _standalone_menu("first_moment", c, p, n_part, v, acc, outcomes, f, m_res, t0)
@@ -379,15 +388,9 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
     rows.append(cap)
     rhs.append(cap_rhs)
     cons = _Inequalities(model, np.vstack(rows), np.concatenate(rhs), t_of_z)
-
-    def solve_from(x0: np.ndarray, note: str = "") -> ContractMenu:
-        z, converged, message, nit = _solve(model, cons, x0, maxiter)
-        m, t = model.scale * z[:n_t], v * (t_of_z @ z)
-        return _finish("first_moment", c, p, n_part, v, acc, outcomes, f, m_res, m, t, converged,
-                       note + message, nit, t0)
-
     m0 = _pooling_start(acc, c, f, m_res, n_part, v, m_max)
-    menu = solve_from(np.concatenate([c * m0 / v, [f[0] / v]]))
+    menu = _solve_menu("first_moment", setup, model, cons, t_of_z, np.concatenate([c * m0 / v, [f[0] / v]]),
+                       maxiter, t0)
     if not menu.success:
         # the interior point can drift out of the feasible set from the pooling start (steep accuracy
         # at small m, large scales): restart from the full-constraint problem's solution, which is
@@ -395,7 +398,8 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
         full = solve_full_constraints(c, p, n_part, k, v, accuracy, maxiter=maxiter, m_max=m_max)
         if full.success:
             x0 = np.concatenate([c * full.m / v, [(full.t[0] - c[0] * full.m[0]) / v]])
-            again = solve_from(x0, "Restarted from the full-constraint solution. ")
+            again = _solve_menu("first_moment", setup, model, cons, t_of_z, x0, maxiter, t0,
+                                "Restarted from the full-constraint solution. ")
             if again.success:
                 return again
     return menu
@@ -407,12 +411,13 @@ def solve_full_constraints(costs: np.ndarray, probs: np.ndarray, n_participants:
     """First-moment problem with every constraint and no simplification (P, SPEC §5 "full-constraint").
 
     Variables ``(m, t)``; IR for all types, IC for all ordered pairs ``i != j``, P-budget per type,
-    ``m, t >= 0``; no monotonicity or binding IC imposed. Should match :func:`solve_first_moment`
-    to about 3 significant digits.
+    ``m, t >= 0``; no monotonicity or binding IC imposed. Starts from the pooling contract; when that
+    fails, restarts once from the standalone menu. Should match :func:`solve_first_moment` to about 3
+    significant digits.
     """
     t0 = time.perf_counter()
-    c, p, n_part, v, acc, outcomes, f, m_res = _setup(costs, probs, n_participants, k, value_scale, accuracy,
-                                                      m_max)
+    setup = _setup(costs, probs, n_participants, k, value_scale, accuracy, m_max)
+    c, p, n_part, v, acc, outcomes, f, m_res = setup
     n_t = c.shape[0]
     if n_part == 1:
         return _standalone_menu("full", c, p, n_part, v, acc, outcomes, f, m_res, t0)
@@ -435,19 +440,15 @@ def solve_full_constraints(costs: np.ndarray, probs: np.ndarray, n_participants:
     rows.append(cap)
     rhs.append(cap_rhs)
     cons = _Inequalities(model, np.vstack(rows), np.concatenate(rhs), t_of_z)
-
-    def solve_from(x0: np.ndarray, note: str = "") -> ContractMenu:
-        z, converged, message, nit = _solve(model, cons, x0, maxiter)
-        return _finish("full", c, p, n_part, v, acc, outcomes, f, m_res, model.scale * z[:n_t], v * z[n_t:],
-                       converged, note + message, nit, t0)
-
     m0 = _pooling_start(acc, c, f, m_res, n_part, v, m_max)
-    menu = solve_from(np.concatenate([c * m0 / v, np.full(n_t, (f[0] + c[0] * m0) / v)]))
+    x0 = np.concatenate([c * m0 / v, np.full(n_t, (f[0] + c[0] * m0) / v)])
+    menu = _solve_menu("full", setup, model, cons, t_of_z, x0, maxiter, t0)
     if not menu.success:
         # restart from the standalone menu (m_i = m_res_i, t_i = v a(m_res_i)): always feasible here,
         # as IR binds, no type gains from another's standalone item (f_i is its best), and pooled
         # accuracy is at least standalone accuracy, so the budget holds
-        again = solve_from(np.concatenate([c * m_res / v, acc(m_res)]), "Restarted from the standalone menu. ")
+        again = _solve_menu("full", setup, model, cons, t_of_z, np.concatenate([c * m_res / v, acc(m_res)]), maxiter,
+                            t0, "Restarted from the standalone menu. ")
         if again.success:
             return again
     return menu
