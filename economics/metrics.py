@@ -11,24 +11,25 @@ from economics._checks import as_vector, finite_scalar, nonnegative
 CONSTANT_REL = 1e-12
 
 
-def _is_constant(x: np.ndarray) -> bool:
+def is_constant(x: np.ndarray) -> bool:
     return float(np.ptp(x)) <= CONSTANT_REL * max(1.0, float(np.max(np.abs(x))))
 
 
-def fairness(x: np.ndarray, y: np.ndarray, *, if_constant: float = 0.0) -> float:
+def fairness(x: np.ndarray, y: np.ndarray, *, if_constant: float = float("nan")) -> float:
     """Fairness ``rho = 100 * Pearson(x, y)`` in [-100, 100] (C §4.1).
 
     E.g. ``x`` standalone accuracies and ``y`` final collaborative accuracies, or reputations and
-    accuracies. Pearson is undefined when a vector is constant (the paper's ``pearsonr`` returns
-    NaN); ours: then ``rho = if_constant`` (default 0: no linear association can be measured).
-    A vector counts as constant when its spread is below ``1e-12`` relative to its magnitude.
-    Needs at least 2 agents.
+    accuracies. Pearson is undefined when a vector is constant (e.g. FedAvg: every agent gets the
+    same model); then ``rho = if_constant``, by default NaN (undefined, as the paper's ``pearsonr``
+    returns; callers report it as undefined with the reason, never as 0). A vector counts as
+    constant when its spread is below ``1e-12`` relative to its magnitude. Needs at least 2 agents.
     """
     a = as_vector("x", x)
     b = as_vector("y", y, a.shape[0])
     check(a.shape[0] >= 2, "x", a.tolist(), "at least 2 agents")
-    fallback = finite_scalar("if_constant", if_constant, low=-100.0, high=100.0)
-    if _is_constant(a) or _is_constant(b):
+    fallback = float("nan") if np.isnan(if_constant) else finite_scalar("if_constant", if_constant, low=-100.0,
+                                                                        high=100.0)
+    if is_constant(a) or is_constant(b):
         return fallback
     da, db = a - a.mean(), b - b.mean()
     r = float(da @ db / (np.linalg.norm(da) * np.linalg.norm(db)))

@@ -92,22 +92,37 @@ def run(
     seed: Annotated[int | None, typer.Option(help="root seed (overrides the file's seed)", min=0,
                                              max=MAX_SEED)] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default results/<scenario>/)")] = None,
+    ci_level: Annotated[float | None, typer.Option(help="confidence level of every interval over replicates "
+                                                      "(default 0.95; the same as --set ci_level=…)")] = None,
 ) -> None:
     """Run one scenario; write results.parquet, summary.json and figures/*.png under the output folder."""
     with _exit_codes():
         from scenarios.registry import resolve
         from scenarios.runner import run_and_store
 
-        resolved = resolve(scenario, list(set_ or []), seed)
+        overrides = list(set_ or []) + ([f"ci_level={ci_level!r}"] if ci_level is not None else [])
+        resolved = resolve(scenario, overrides, seed)
         folder = Path("results") / resolved.label if out is None else out
         console.print(f"running [bold]{resolved.scenario.name}[/bold] (seed {resolved.config.seed})")
         done = run_and_store(resolved, folder)
         for name, table in done.tables.items():
             _print_table(name, table)
+        _print_intervals(done.summary)
         console.print(f"finished in {done.summary['seconds']:.1f} s")
         console.print(f"results: {(done.out / 'results.parquet').resolve()}")
         console.print(f"summary: {(done.out / 'summary.json').resolve()}")
         console.print(f"figures: {(done.out / 'figures').resolve()} ({len(done.figures)} PNG)")
+
+
+def _print_intervals(summary: dict) -> None:
+    """How to read the tables' ``mean [low, high]`` cells (once, under the tables)."""
+    info = summary.get("intervals")
+    if not isinstance(info, dict):
+        return
+    n = summary.get("replicates")
+    over = f" over {n} replicates" if n else ""
+    console.print(f"mean [low, high]: {100 * info['level']:g}% confidence interval{over} ({info['method']}); "
+                  f"verdicts: {info['verdict']}", highlight=False, markup=False)
 
 
 def _print_table(name: str, frame) -> None:

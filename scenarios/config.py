@@ -39,6 +39,8 @@ class ScenarioConfig(Section):
     scenario file may fix it and ``--seed`` overrides it."""
 
     seed: int = Field(0, ge=0, le=2**63 - 1, description="root seed; it reaches every random source explicitly")
+    ci_level: float = Field(0.95, gt=0.5, lt=1.0,
+                            description="confidence level of every interval over replicates (scenarios.stats)")
 
 
 C = TypeVar("C", bound=BaseModel)

@@ -4,6 +4,7 @@ with units, figures saved atomically as PNG."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -96,33 +97,131 @@ def heatmap(ax: plt.Axes, values: np.ndarray, xlabels: list[str], ylabels: list[
     cbar.set_label(colorbar_label)
 
 
-def metric_vs_parameter(table, metric: str, grid_cols: list[str], path: Path, *, title: str = "") -> Path:
-    """Sweep comparison: ``metric`` against the first grid column (mean ± sd over repeats), one line
-    per combination of the other grid columns; against the repeat index when there is no grid."""
+def metric_vs_parameter(table, metric: str, grid_cols: list[str], path: Path, *, title: str = "",
+                        level: float = 0.95) -> Path:
+    """Sweep comparison: ``metric`` against the first grid column (mean over repeats with its
+    interval as a band, :func:`scenarios.stats.estimate`), one line per combination of the other
+    grid columns; against the repeat index when there is no grid."""
+    from scenarios.stats import estimate
+
     fig, axes = figure()
     ax = axes[0, 0]
     data = table.dropna(subset=[metric]) if metric in table else table.iloc[0:0]
+    ns: list[int] = []
     if not grid_cols:
         ax.plot(data["repeat"], data[metric], "o")
         ax.set_xlabel("repeat (independent seed)")
+        ax.set_ylabel(metric)
     else:
         x, others = grid_cols[0], grid_cols[1:]
         groups = data.groupby(others, dropna=False) if others else [("", data)]
         categorical = not all(isinstance(v, int | float) and not isinstance(v, bool) for v in data[x])
         order = list(dict.fromkeys(data[x].tolist()))
         for k, (key, part) in enumerate(groups):
-            stats = part.groupby(x, sort=False)[metric].agg(["mean", "std"]).reindex(order).dropna(subset=["mean"])
-            xs = [order.index(v) for v in stats.index] if categorical else list(stats.index)
+            ests = {v: estimate(part.loc[part[x] == v, metric].tolist(), level=level) for v in order
+                    if (part[x] == v).any()}
+            ns += [e.n for e in ests.values()]
+            xs = [order.index(v) for v in ests] if categorical else list(ests)
             label = ", ".join(f"{c[5:]}={v}" for c, v in zip(others, key if isinstance(key, tuple) else (key,),
                                                             strict=False)) if others else None
-            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3,
-                        color=OKABE_ITO[k % len(OKABE_ITO)], label=label)
+            estimate_band(ax, xs, list(ests.values()), color=OKABE_ITO[k % len(OKABE_ITO)], label=label)
         if categorical:
             ax.set_xticks(range(len(order)), [str(v) for v in order])
         ax.set_xlabel(x[5:])
         if others:
             ax.legend(fontsize=7)
-    ax.set_ylabel(f"{metric} (mean ± sd over repeats)")
-    if title:
-        ax.set_title(title)
+        ax.set_ylabel(metric)
+    caption = interval_caption(ns or [len(data)], level, "repeats")
+    ax.set_title(f"{title}\n{caption}" if title else caption, fontsize=9)
     return save(fig, path)
+
+
+# ------------------------------------------------------------------------------ intervals in figures
+def _est(value: Any) -> dict[str, Any] | None:
+    """An estimate as a dict (from :class:`scenarios.stats.Estimate` or ``summary.json``), or None."""
+    if value is None:
+        return None
+    return value.as_dict() if hasattr(value, "as_dict") else dict(value)
+
+
+def interval_caption(n: int | list[int], level: float, what: str = "replicates") -> str:
+    """``mean ± 95% CI, n = 5 replicates`` (or a range of n when they differ)."""
+    ns = sorted(set(n if isinstance(n, list) else [n]))
+    ns_text = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    if ns and ns[-1] <= 1:
+        return f"n = {ns_text} {what}: no interval (one replicate)"
+    return f"mean and {100 * level:.0f}% CI, n = {ns_text} {what}"
+
+
+def estimate_bars(ax: plt.Axes, labels: list[str], estimates: list[Any], *, colors: list[str] | None = None,
+                  scale: float = 1.0, offset: float = 0.0, width: float = 0.8, label: str | None = None) -> None:
+    """Bars of the means with their intervals as error bars. An undefined value (mean None) is drawn
+    as a dashed outline labelled ``n/a: <reason>``; a mean without an interval (n = 1) has no error
+    bar and is hatched."""
+    colors = colors or [OKABE_ITO[j % len(OKABE_ITO)] for j in range(len(labels))]
+    reasons: list[str] = []
+    for j, raw in enumerate(estimates):
+        est = _est(raw) or {"mean": None, "reason": "not measured"}
+        x = j + offset
+        if est.get("mean") is None:
+            ax.annotate("n/a", (x, 0), ha="center", va="bottom", fontsize=7, color="dimgrey", xytext=(0, 2),
+                        textcoords="offset points")
+            reasons.append(str(est.get("reason") or "undefined"))
+            continue
+        mean = scale * est["mean"]
+        has_ci = est.get("ci_low") is not None and est.get("ci_high") is not None
+        err = None if not has_ci else [[mean - scale * est["ci_low"]], [scale * est["ci_high"] - mean]]
+        ax.bar(x, mean, width, color=colors[j % len(colors)], yerr=err, capsize=3 if has_ci else 0,
+               hatch=None if has_ci else "//", edgecolor="black" if not has_ci else None,
+               linewidth=0.5, label=label if j == 0 else None, error_kw={"linewidth": 1.0})
+    ax.set_xticks(range(len(labels)), labels)
+    if reasons:  # say why a value is missing, under the axis
+        note = "n/a: " + "; ".join(dict.fromkeys(reasons))
+        ax.set_xlabel(f"{ax.get_xlabel()}\n{note}".strip(), fontsize=7, color="dimgrey")
+
+
+def estimate_band(ax: plt.Axes, x: list[float], estimates: list[Any], *, color: str, label: str | None = None,
+                  scale: float = 1.0, marker: str | None = "o", linestyle: str = "-",
+                  bounds: tuple[float, float] | None = None, band: bool = True, shift: float = 0.0) -> None:
+    """A line of means with its interval as a shaded band (points without an interval: no band);
+    ``bounds`` clips the band to the quantity's range (a t interval of a share can pass 100%).
+    ``band=False`` draws the interval as an error bar at the last point only (shifted by ``shift``
+    along x), for figures with too many series for bands to stay readable."""
+    ests = [_est(e) or {} for e in estimates]
+    xs = np.asarray(x, dtype=float)
+    mean = np.array([np.nan if e.get("mean") is None else scale * e["mean"] for e in ests])
+    low = np.array([np.nan if e.get("ci_low") is None else scale * e["ci_low"] for e in ests])
+    high = np.array([np.nan if e.get("ci_high") is None else scale * e["ci_high"] for e in ests])
+    ax.plot(xs, mean, color=color, label=label, marker=marker, markersize=3, linestyle=linestyle)
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
+    ok = np.isfinite(low) & np.isfinite(high)
+    if not band:
+        if ok.size and ok[-1]:
+            ax.errorbar([xs[-1] + shift], [mean[-1]], yerr=[[mean[-1] - low[-1]], [high[-1] - mean[-1]]],
+                        color=color, capsize=2, linewidth=1.0, marker="o", markersize=3)
+        return
+    if ok.any():
+        ax.fill_between(xs, np.where(ok, low, np.nan), np.where(ok, high, np.nan), color=color, alpha=0.15,
+                        linewidth=0.6, edgecolor=color)
+
+
+def forest(ax: plt.Axes, labels: list[str], estimates: list[Any], *, scale: float = 1.0,
+           xlabel: str = "") -> None:
+    """Paired differences as a forest plot: each row a mean with its interval, coloured by verdict
+    (blue positive, vermillion negative, grey inconclusive), 0 marked; undefined rows say n/a."""
+    colours = {"positive": OKABE_ITO[0], "negative": OKABE_ITO[3], "inconclusive": "grey"}
+    for j, raw in enumerate(estimates):
+        est = _est(raw) or {"mean": None}
+        y = len(labels) - 1 - j
+        if est.get("mean") is None:
+            ax.text(0, y, f"n/a: {est.get('reason') or 'undefined'}", fontsize=7, color="dimgrey", va="center")
+            continue
+        colour = colours.get(est.get("verdict") or "inconclusive", "grey")
+        mean = scale * est["mean"]
+        if est.get("ci_low") is not None:
+            ax.plot([scale * est["ci_low"], scale * est["ci_high"]], [y, y], color=colour, linewidth=2)
+        ax.plot([mean], [y], "o", color=colour)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), list(reversed(labels)), fontsize=7)
+    ax.set_xlabel(xlabel)

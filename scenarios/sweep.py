@@ -38,6 +38,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from coopsim.errors import InputError
+from scenarios import stats
 from scenarios.config import Section, flatten, read_toml, validate
 from scenarios.io import owned_files, prepare_folder, remove_stale, write_json
 from scenarios.registry import get, resolve
@@ -51,6 +52,7 @@ class SweepFile(Section):
     seed: int = Field(0, ge=0, le=2**63 - 1, description="root seed: SeedSequence(seed) spawns every run's seed")
     repeats: int = Field(1, ge=1, le=10_000, description="independent seeds per grid point")
     common_seeds: bool = Field(False, description="same seed for repeat r at every grid point (paired design)")
+    ci_level: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the intervals over repeats")
     base: dict[str, Any] = Field(default_factory=dict, description="fixed overrides, dotted keys or nested tables")
     grid: dict[str, Any] = Field(default_factory=dict, description="dotted key → list of values (Cartesian product)")
 
@@ -255,7 +257,9 @@ class _progress:
 
 def combine(out: Path, specs: list[RunSpec], sweep: SweepFile) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Rebuild ``results.parquet`` and the sweep's summary (returned; the caller writes it) from the
-    run files of this plan (plan order)."""
+    run files of this plan (plan order): every run's headline numbers, and per grid point each
+    number's mean over repeats with its interval (``scenarios.stats``), compared with the first grid
+    point (paired per repeat with ``common_seeds``, else unpaired)."""
     frames, runs = [], []
     name = get_name(specs)
     headline = get(name).headline if name else ()
@@ -268,8 +272,30 @@ def combine(out: Path, specs: list[RunSpec], sweep: SweepFile) -> tuple[pd.DataF
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_parquet(out / "results.parquet", frame)
     summary = {"kind": "sweep", "scenario": name, "grid": sweep.grid, "repeats": sweep.repeats,
-               "seed": sweep.seed, "n_runs": len(specs), "runs": runs}
+               "seed": sweep.seed, "common_seeds": sweep.common_seeds, "n_runs": len(specs),
+               "intervals": stats.describe(sweep.ci_level), **point_estimates(runs, sweep), "runs": runs}
     return frame, summary
+
+
+def point_estimates(runs: list[dict[str, Any]], sweep: SweepFile) -> dict[str, Any]:
+    """``points``: each grid point's metrics as estimates over its repeats; ``comparisons``: each
+    point against point 0, per metric (paired per repeat when seeds are common)."""
+    level = sweep.ci_level
+    metrics = sorted({k for r in runs for k in r["metrics"]})
+    by_point: dict[int, dict[str, list[float]]] = {}
+    grids: dict[int, dict[str, Any]] = {}
+    for r in sorted(runs, key=lambda r: (r["point"], r["repeat"])):
+        grids[r["point"]] = r["grid"]
+        for m in metrics:
+            by_point.setdefault(r["point"], {}).setdefault(m, []).append(r["metrics"].get(m, np.nan))
+    points = [{"point": p, "grid": grids[p],
+               "metrics": {m: stats.estimate(v, level=level).as_dict() for m, v in values.items()}}
+              for p, values in by_point.items()]
+    compare = stats.paired if sweep.common_seeds else stats.unpaired
+    comparisons = [{"point": p, "against_point": 0, "design": "paired" if sweep.common_seeds else "unpaired",
+                    "metrics": {m: compare(values[m], by_point[0][m], level=level).as_dict() for m in metrics}}
+                   for p, values in by_point.items() if p != 0]
+    return {"points": points, "comparisons": comparisons}
 
 
 def get_name(specs: list[RunSpec]) -> str | None:
@@ -279,20 +305,38 @@ def get_name(specs: list[RunSpec]) -> str | None:
 
 
 def headline_numbers(summary: dict[str, Any], keys: tuple[str, ...] = ()) -> dict[str, float]:
-    """Numbers to compare across runs: ``keys`` (dotted) if given, else every top-level number
-    except bookkeeping (seed, seconds)."""
-    flat = flatten({k: v for k, v in summary.items() if k not in ("config", "grid")})
+    """Numbers to compare across runs, by dotted path: those matching one of ``keys`` (``fnmatch``
+    patterns such as ``free_rider_profit.*``) if given, else every top-level number except
+    bookkeeping (seed, seconds). An aggregated number (an estimate object) counts as its mean; an
+    undefined one (mean null) as NaN."""
+    from fnmatch import fnmatchcase
+
+    flat = numbers({k: v for k, v in summary.items() if k not in ("config", "grid", "intervals")})
     if keys:
-        return {k: float(flat[k]) for k in keys if isinstance(flat.get(k), int | float)}
+        return {k: v for k, v in flat.items() if any(fnmatchcase(k, pattern) for pattern in keys)}
     skip = {"seed", "point", "repeat", "seconds"}
     config = summary.get("config") or {}
-    return {k: float(v) for k, v in summary.items()  # numbers echoed from the configuration are not results
-            if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip and k not in config}
+    return {k: v for k, v in flat.items()  # numbers echoed from the configuration are not results
+            if "." not in k and k not in skip and k not in config}
+
+
+def numbers(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Every number in a nested summary by dotted path, estimates collapsed to their means."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if stats.is_estimate(value):
+            out[path] = float("nan") if value["mean"] is None else float(value["mean"])
+        elif isinstance(value, dict):
+            out.update(numbers(value, f"{path}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[path] = float(value)
+    return out
 
 
 def sweep_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
-    """Comparison figures: each headline number against the first grid field (mean ± sd over
-    repeats), one line per combination of the other grid fields."""
+    """Comparison figures: each headline number against the first grid field (mean and interval
+    over repeats as a band), one line per combination of the other grid fields."""
     from scenarios.figures import metric_vs_parameter
 
     runs = summary.get("runs", [])
@@ -310,5 +354,6 @@ def sweep_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) ->
     for metric in metrics[:MAX_SWEEP_FIGURES]:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in metric)
         paths.append(metric_vs_parameter(table, metric, grid_cols, folder / f"sweep_{safe}.png",
-                                         title=f"{summary.get('scenario')}: {metric}"))
+                                         title=f"{summary.get('scenario')}: {metric}",
+                                         level=summary.get("intervals", {}).get("level", stats.DEFAULT_LEVEL)))
     return paths

@@ -17,8 +17,9 @@ from pydantic import Field, SerializationInfo, create_model, field_serializer, m
 
 from coopsim.errors import InputError
 from learning.seeding import derive_seed
+from scenarios import stats
 from scenarios.config import ScenarioConfig, Section
-from scenarios.figures import OKABE_ITO, figure, grouped_bars, save
+from scenarios.figures import OKABE_ITO, estimate_band, estimate_bars, figure, forest, interval_caption, save
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
 from sim import CooperativeConfig, CooperativeModel, MechanismConfig
@@ -46,6 +47,9 @@ class CooperativeScenarioConfig(ScenarioConfig):
                                                description="the mechanisms run in turn on the same population")
     replicates: int = Field(1, ge=1, le=50, description="independent seeds per mechanism (the same for each)")
     final_window: float = Field(0.25, gt=0, le=1, description="share of last rounds averaged for the summary")
+    baseline: str | None = Field(None, description="label of the mechanism every other is compared with, paired "
+                                                   "per replicate (default: the equal split if listed, else the "
+                                                   "first)")
 
     @model_validator(mode="after")
     def _mechanism_set_per_variant(self) -> CooperativeScenarioConfig:
@@ -55,6 +59,11 @@ class CooperativeScenarioConfig(ScenarioConfig):
             raise InputError("cooperative.mechanism", set_here,
                              "not set in this scenario: every entry of `mechanisms` has its own (e.g. --set "
                              "'mechanisms=[{label=\"a2\", mechanism={kind=\"revenue_shares\", alpha=2.0}}]')")
+        labels = [v.label for v in self.mechanisms]
+        if len(set(labels)) != len(labels):
+            raise InputError("mechanisms", labels, "distinct labels (each names one arm of the comparison)")
+        if self.baseline is not None and self.baseline not in labels:
+            raise InputError("baseline", self.baseline, f"one of the mechanisms' labels: {labels}")
         return self
 
     @field_serializer("cooperative")
@@ -69,7 +78,6 @@ class CooperativeScenarioConfig(ScenarioConfig):
 def run_cooperatives(cfg: CooperativeScenarioConfig, seed: int) -> ScenarioResult:
     """Run every mechanism on every replicate; long rows of model and agent reporters."""
     rows: list[pd.DataFrame] = []
-    behaviours: dict[str, dict[str, float]] = {}
     for variant in cfg.mechanisms:
         coop = cfg.cooperative.model_copy(update={"mechanism": variant.mechanism})
         coop = CooperativeConfig.model_validate(coop.model_dump())
@@ -90,11 +98,6 @@ def run_cooperatives(cfg: CooperativeScenarioConfig, seed: int) -> ScenarioResul
                 a["behaviour"] = a["agent"].map(behaviour)
                 a["agent"] = a["agent"].astype(str)
                 parts.append(a)
-                last = agent_df.xs(agent_df.index.get_level_values(0).max(), level=0)
-                means = last.groupby("behaviour")["surplus"].mean()
-                for beh, value in means.items():
-                    behaviours.setdefault(variant.label, {}).setdefault(beh, 0.0)
-                    behaviours[variant.label][beh] += float(value) / cfg.replicates
             frame = pd.concat(parts, ignore_index=True)
             frame["mechanism"] = variant.label
             frame["replicate"] = k
@@ -102,77 +105,194 @@ def run_cooperatives(cfg: CooperativeScenarioConfig, seed: int) -> ScenarioResul
     frame = pd.concat(rows, ignore_index=True)
     if "behaviour" in frame:
         frame["behaviour"] = frame["behaviour"].fillna("")
-    summary = summarise(frame, cfg, behaviours)
-    table = pd.DataFrame([{"mechanism": label, **{k: v for k, v in values.items() if k in HEADLINE}}
-                          for label, values in summary["mechanisms"].items()])
-    return ScenarioResult(frame, summary, {"mechanisms": table})
+    summary = summarise(frame, cfg)
+    return ScenarioResult(frame, summary, summary_tables(summary))
 
 
-def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig,
-              behaviours: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Per mechanism: the mean of every series over the final window and the replicates."""
+#: why a reporter has no value (all its rounds NaN in a replicate's final window)
+UNDEFINED = {
+    "fairness": "equal rewards or < 2 members",
+    "gini": "no paid round with members",
+    "free_rider_profit": "no free-rider or no honest member among members",
+    "individual_rationality": "no paid round with members",
+    "mean_quality": "no member brought rows",
+    "accuracy": "no round trained a model",
+    "contract_regret": "not a contract mechanism",
+    "contract_realised_ir": "not a contract mechanism",
+}
+#: the range of the bounded reporters (intervals are clipped to it)
+BOUNDS = {"participation": (0.0, 1.0), "accuracy": (0.0, 1.0), "mean_quality": (0.0, 1.0), "gini": (0.0, 1.0),
+          "individual_rationality": (0.0, 1.0), "fairness": (-100.0, 100.0), "contract_realised_ir": (0.0, 1.0)}
+#: metrics whose sign answers a question (a verdict is attached)
+SIGNED = ("free_rider_profit",)
+#: metrics compared between mechanisms, paired per replicate (same seeds and principals)
+COMPARED = {"welfare": ("Δ welfare (money per round)", 1.0), "accuracy": ("Δ accuracy (percentage points)", 100.0),
+            "participation": ("Δ participation (percentage points)", 100.0),
+            "free_rider_profit": ("Δ free-rider profit (money)", 1.0)}
+#: of those, the ones printed in the terminal (all are in summary.json and the figure)
+TABLED = ("welfare", "accuracy", "free_rider_profit")
+
+
+def final_window(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> tuple[pd.DataFrame, list[int]]:
+    """Per (mechanism, replicate, variable): the mean of a model reporter over the final rounds
+    (NaN where it is undefined in every one of them), and the window ``[start, rounds]``."""
     rounds = cfg.cooperative.rounds
     start = rounds - max(1, round(cfg.final_window * rounds)) + 1
     coop = frame[(frame.agent == "") & (frame["round"] >= start)]
-    out: dict[str, Any] = {"mechanisms": {}, "final_rounds": [start, rounds], "replicates": cfg.replicates}
-    for label in dict.fromkeys(frame.mechanism):
-        part = coop[coop.mechanism == label]
-        means = part.groupby("variable")["value"].mean()
-        values = {k: (float(means[k]) if k in means and np.isfinite(means[k]) else None) for k in SERIES}
-        values["surplus_by_behaviour"] = behaviours.get(label, {})
+    per = coop.groupby(["mechanism", "replicate", "variable"], sort=False)["value"].mean().unstack("variable")
+    return per, [start, rounds]
+
+
+def baseline_of(cfg: CooperativeScenarioConfig) -> str:
+    """The arm every other mechanism is compared with: ``baseline`` if set, else the equal split if
+    present, else the first mechanism."""
+    if cfg.baseline is not None:
+        return cfg.baseline
+    for variant in cfg.mechanisms:
+        if variant.mechanism.kind == "equal_split":
+            return variant.label
+    return cfg.mechanisms[0].label
+
+
+def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, Any]:
+    """Per mechanism: every reporter's final-window mean per replicate, aggregated over replicates
+    with its interval (``scenarios.stats``); paired differences against the baseline mechanism."""
+    level = cfg.ci_level
+    per, window = final_window(frame, cfg)
+    labels = list(dict.fromkeys(frame.mechanism))
+    base = baseline_of(cfg)
+    out: dict[str, Any] = {"intervals": stats.describe(level), "replicates": cfg.replicates,
+                           "final_rounds": window, "baseline": base, "mechanisms": {}}
+
+    def column(label: str, metric: str) -> list[float]:
+        part = per.loc[label] if label in per.index.get_level_values(0) else None
+        if part is None or metric not in part:
+            return [np.nan] * cfg.replicates
+        return part[metric].reindex(range(cfg.replicates)).tolist()
+
+    for label in labels:
+        values: dict[str, Any] = {}
+        for metric in SERIES:
+            est = stats.estimate(column(label, metric), level=level, verdict=metric in SIGNED,
+                                 undefined_reason=UNDEFINED.get(metric, "undefined in every replicate"),
+                                 bounds=BOUNDS.get(metric))
+            values[metric] = est.as_dict()
+        values["surplus_by_behaviour"] = _surplus_by_behaviour(frame, label, cfg)
         out["mechanisms"][label] = values
-    out["free_rider_profit"] = {label: v["free_rider_profit"] for label, v in out["mechanisms"].items()}
-    for label, values in out["mechanisms"].items():  # flat numbers, so that sweeps can compare them
-        for key in ("free_rider_profit", "participation"):
-            if values[key] is not None:
-                out[f"{key} | {label}"] = values[key]
+    out["free_rider_profit"] = {label: out["mechanisms"][label]["free_rider_profit"] for label in labels}
+    out["comparisons"] = {
+        f"{label} − {base}": {metric: stats.paired(column(label, metric), column(base, metric), level=level).as_dict()
+                             for metric in COMPARED}
+        for label in labels if label != base}
+    out["verdicts"] = _verdicts(out)
     return out
+
+
+def _surplus_by_behaviour(frame: pd.DataFrame, label: str, cfg: CooperativeScenarioConfig) -> dict[str, Any]:
+    """Mean surplus over the outside option in the last round, by behaviour (all principals of that
+    behaviour, members or not), aggregated over replicates."""
+    if "behaviour" not in frame:
+        return {}
+    last = frame[(frame.mechanism == label) & (frame.variable == "surplus")
+                 & (frame["round"] == cfg.cooperative.rounds) & (frame.agent != "")]
+    per = last.groupby(["behaviour", "replicate"])["value"].mean().unstack("replicate")
+    return {beh: stats.estimate(row.reindex(range(cfg.replicates)).tolist(), level=cfg.ci_level).as_dict()
+            for beh, row in per.iterrows()}
+
+
+def _verdicts(summary: dict[str, Any]) -> list[str]:
+    """One sentence per mechanism on whether free-riding pays, at the stated level."""
+    lines = []
+    for label, est in summary["free_rider_profit"].items():
+        if est["mean"] is None:
+            lines.append(f"{label}: free-rider profit undefined ({est.get('reason')})")
+            continue
+        word = {"positive": "free-riding pays", "negative": "free-riding costs",
+                "inconclusive": "undecided whether free-riding pays"}[est["verdict"]]
+        lines.append(f"{label}: {word} — free-rider minus honest surplus {stats.Estimate(**est).text()} "
+                     f"(n = {est['n']}, {100 * est['level']:.0f}% CI)")
+    return lines
+
+
+def summary_tables(summary: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Terminal tables: every headline metric as ``mean [low, high]`` per mechanism, and the paired
+    differences against the baseline with their verdicts."""
+    mech = pd.DataFrame([{"mechanism": label, **{k: stats.Estimate(**v).text() for k, v in values.items()
+                                                 if k in HEADLINE}}
+                         for label, values in summary["mechanisms"].items()])
+    comp = pd.DataFrame([{"comparison (paired per replicate)": name, "metric": metric,
+                          "difference [CI]": stats.Estimate(**est).text(), "verdict": est["verdict"]}
+                         for name, metrics in summary["comparisons"].items()
+                         for metric, est in metrics.items() if metric in TABLED])
+    return {"mechanisms": mech, "paired_vs_baseline": comp} if len(comp) else {"mechanisms": mech}
 
 
 # ------------------------------------------------------------------------------------- figures
 def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
-    """Participation and accuracy over time, headline metrics and surplus by behaviour per mechanism."""
+    """Participation and accuracy over time (bands over replicates), headline metrics and surplus by
+    behaviour per mechanism (intervals), paired differences against the baseline."""
     folder = Path(folder)
     coop = frame[frame.agent == ""]
     labels = list(dict.fromkeys(coop.mechanism))
+    level = summary["intervals"]["level"]
+    n = summary["replicates"]
+    caption = interval_caption(n, level)
     paths = []
     fig, axes = figure(1, 2, width=11.0)
     for ax, var, unit in ((axes[0, 0], "participation", "members / principals (%)"),
                           (axes[0, 1], "accuracy", "test accuracy of the shared model (%)")):
         for j, label in enumerate(labels):
-            s = coop[(coop.mechanism == label) & (coop.variable == var)].groupby("round")["value"].mean()
-            ax.plot(s.index, 100 * s.values, color=OKABE_ITO[j % 8], label=label, marker="o", markersize=3)
+            s = coop[(coop.mechanism == label) & (coop.variable == var)].pivot_table(
+                index="round", columns="replicate", values="value", aggfunc="first")
+            ests = [stats.estimate(row.tolist(), level=level) for _, row in s.iterrows()]
+            estimate_band(ax, list(s.index), ests, color=OKABE_ITO[j % 8], label=label, scale=100.0,
+                          bounds=(0.0, 100.0))
         ax.set_xlabel("round")
         ax.set_ylabel(unit)
-        ax.set_title(var)
+        ax.set_title(f"{var} ({caption})", fontsize=9)
     axes[0, 0].legend(fontsize=7)
     paths.append(save(fig, folder / "participation_accuracy.png"))
 
     metrics = [("welfare", "Σ utility per round (money)"), ("fairness", "ρ = 100·Pearson(contribution, reward)"),
                ("gini", "Gini of members' rewards"), ("free_rider_profit", "free-rider − honest surplus (money)")]
-    fig, axes = figure(1, 4, width=15.0, height=3.8)
+    fig, axes = figure(1, 4, width=15.0, height=4.2)
     for ax, (key, unit) in zip(axes[0], metrics, strict=True):
-        vals = [summary["mechanisms"][label].get(key) for label in labels]
-        ax.bar(range(len(labels)), [np.nan if v is None else v for v in vals],
-               color=[OKABE_ITO[j % 8] for j in range(len(labels))])
+        estimate_bars(ax, labels, [summary["mechanisms"][label].get(key) for label in labels])
         ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
         ax.set_title(key.replace("_", " "))
         ax.set_ylabel(unit, fontsize=8)
         ax.axhline(0, color="black", linewidth=0.6)
+    w = summary["final_rounds"]
+    fig.suptitle(f"mean of rounds {w[0]}–{w[1]} per mechanism; {caption}", fontsize=9)
     paths.append(save(fig, folder / "mechanisms.png"))
 
     behaviours = sorted({b for v in summary["mechanisms"].values() for b in v.get("surplus_by_behaviour", {})})
     if behaviours:
         fig, axes = figure(width=max(6.4, 1.3 * len(labels) + 2))
-        series = {b: [summary["mechanisms"][label]["surplus_by_behaviour"].get(b, np.nan) for label in labels]
-                  for b in behaviours}
-        grouped_bars(axes[0, 0], labels, series)
-        axes[0, 0].set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-        axes[0, 0].axhline(0, color="black", linewidth=0.6)
-        axes[0, 0].set_ylabel("surplus over outside option, last round (money)")
-        axes[0, 0].set_title("who gains from the cooperative, by behaviour")
-        axes[0, 0].legend(fontsize=7)
+        ax = axes[0, 0]
+        width = 0.8 / len(behaviours)
+        for k, beh in enumerate(behaviours):
+            ests = [summary["mechanisms"][label]["surplus_by_behaviour"].get(beh) for label in labels]
+            estimate_bars(ax, labels, ests, colors=[OKABE_ITO[k % 8]] * len(labels), width=width,
+                          offset=(k - (len(behaviours) - 1) / 2) * width, label=beh)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_ylabel("surplus over outside option, last round (money)")
+        ax.set_title(f"who gains from the cooperative, by behaviour\n{caption}", fontsize=9)
+        ax.legend(fontsize=7)
         paths.append(save(fig, folder / "surplus_by_behaviour.png"))
+
+    comparisons = summary.get("comparisons", {})
+    if comparisons:
+        names = list(comparisons)
+        fig, axes = figure(1, len(COMPARED), width=3.3 * len(COMPARED), height=1.2 + 0.45 * len(names))
+        for ax, (metric, (unit, scale)) in zip(axes[0], COMPARED.items(), strict=True):
+            forest(ax, names if ax is axes[0, 0] else [""] * len(names), [comparisons[c][metric] for c in names],
+                   xlabel=unit, scale=scale)
+        fig.suptitle(f"paired differences against {summary['baseline']} (same seeds and principals); "
+                     f"{caption}; blue/vermillion: interval excludes 0", fontsize=9)
+        fig.tight_layout()
+        paths.append(save(fig, folder / "paired_differences.png"))
     return paths
 
 
@@ -201,4 +321,4 @@ def cooperative_scenario(name: str, description: str, *, cooperative: dict[str, 
                                description="independent seeds per mechanism (the same for each)")),
     )
     return Scenario(name=name, description=description, config=config, run=run_cooperatives,
-                    figures=comparison_figures)
+                    figures=comparison_figures, headline=("free_rider_profit.*", "mechanisms.*.participation"))

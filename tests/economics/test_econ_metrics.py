@@ -33,12 +33,13 @@ def test_fairness_matches_scaled_pearson() -> None:
     assert fairness(x, -x) == pytest.approx(-100.0)
 
 
-def test_fairness_constant_vector_is_defined() -> None:
+def test_fairness_constant_vector_is_undefined() -> None:
+    # a correlation over a constant vector is undefined: NaN by default (reported as null + reason), never 0
     x = np.array([0.9, 0.9, 0.9])
     y = np.array([0.1, 0.5, 0.7])
-    assert fairness(x, y) == 0.0
-    assert fairness(y, x) == 0.0
-    assert fairness(x, x) == 0.0
+    assert np.isnan(fairness(x, y))
+    assert np.isnan(fairness(y, x))
+    assert np.isnan(fairness(x, x))
     assert fairness(x, y, if_constant=100.0) == 100.0
 
 
@@ -47,10 +48,11 @@ def test_fairness_is_scaled_pearson_or_the_constant_fallback(xs: list[float], ys
     n = min(len(xs), len(ys))
     x, y = np.array(xs[:n]), np.array(ys[:n])
     rho = fairness(x, y)
-    assert -100.0 <= rho <= 100.0
     if np.ptp(x) <= 1e-12 * max(1.0, np.abs(x).max()) or np.ptp(y) <= 1e-12 * max(1.0, np.abs(y).max()):
-        assert rho == 0.0  # documented fallback for a constant vector
-    elif min(np.std(x), np.std(y)) > 1e-6:  # well-conditioned: must agree with scipy
+        assert np.isnan(rho)  # undefined for a constant vector (documented), never a number
+        return
+    assert -100.0 <= rho <= 100.0
+    if min(np.std(x), np.std(y)) > 1e-6:  # well-conditioned: must agree with scipy
         assert rho == pytest.approx(100 * pearsonr(x, y)[0], abs=1e-9)
         assert fairness(2 * x + 3, y) == pytest.approx(rho, abs=1e-9)  # invariant to affine rescaling
         assert fairness(x, -y) == pytest.approx(-rho, abs=1e-9)

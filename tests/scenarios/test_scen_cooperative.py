@@ -28,10 +28,15 @@ def test_sim_scenario_runs_writes_and_redraws(cli, pngs, tmp_path, name):
     summary = json.loads((out / "summary.json").read_text())
     labels = list(summary["mechanisms"])
     assert len(labels) >= 3 and set(frame.mechanism) == set(labels)
+    n = summary["replicates"]
     for label, values in summary["mechanisms"].items():
-        assert 0 <= values["participation"] <= 1, label
-        assert values["accuracy"] is None or 0 <= values["accuracy"] <= 1
+        part = values["participation"]
+        assert 0 <= part["mean"] <= 1 and part["n"] == n and part["level"] == 0.95, label
+        if n == 1:  # one replicate: the interval is undefined and says why (never zero-width)
+            assert part["ci_low"] is None and part["ci_high"] is None and "one replicate" in part["reason"]
+        assert values["accuracy"]["mean"] is None or 0 <= values["accuracy"]["mean"] <= 1
     assert set(summary["free_rider_profit"]) == set(labels)
+    assert all(v["verdict"] in ("positive", "negative", "inconclusive") for v in summary["free_rider_profit"].values())
     # same principals under every mechanism: identical outside options (the agents' standalone models)
     agents = frame[(frame.agent != "") & (frame.variable == "utility") & (frame["round"] == 1)]
     assert agents.groupby("mechanism").agent.nunique().nunique() == 1
@@ -53,8 +58,35 @@ def test_free_riding_summary_orders_mechanisms_as_the_sim_tests_do(cli, tmp_path
                           '{label = "CGSV", mechanism = {kind = "cgsv"}}]',
                  "--out", out)
     assert result.exit_code == 0, result.output
-    profit = json.loads((out / "summary.json").read_text())["free_rider_profit"]
-    assert profit["equal split"] > 0 > profit["revenue shares"] and profit["CGSV"] < 0
+    summary = json.loads((out / "summary.json").read_text())
+    profit = summary["free_rider_profit"]
+    assert profit["equal split"]["mean"] > 0 > profit["revenue shares"]["mean"] and profit["CGSV"]["mean"] < 0
+    # 5 replicates decide each sign at 95%: the verdicts say so in words
+    assert [profit[k]["verdict"] for k in ("equal split", "revenue shares", "CGSV")] == \
+        ["positive", "negative", "negative"]
+    # paired against the equal split (the baseline): free-riders earn less than there under both others
+    comp = summary["comparisons"]
+    assert summary["baseline"] == "equal split" and set(comp) == {"revenue shares − equal split", "CGSV − equal split"}
+    assert comp["revenue shares − equal split"]["free_rider_profit"]["verdict"] == "negative"
+
+
+def test_must_show_free_rider_profit_is_an_interval_object_with_a_verdict(cli, tmp_path):
+    """The acceptance run of the statistics issue: every mechanism's free_rider_profit is
+    {mean, ci_low ≤ mean ≤ ci_high, n = 4, level, verdict}; the terminal shows mean [low, high]."""
+    out = tmp_path / "x"
+    result = cli("run", "free-riding", "--set", "cooperative.rounds=6", "--set", "replicates=4",
+                 "--set", "cooperative.training.mode=surrogate", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["free_rider_profit"]) == 6
+    for label, est in summary["free_rider_profit"].items():
+        assert est["n"] == 4 and est["level"] == 0.95, label
+        if est["mean"] is not None:
+            assert est["ci_low"] <= est["mean"] <= est["ci_high"], label
+        assert est["verdict"] in ("positive", "negative", "inconclusive")
+        assert summary["mechanisms"][label]["free_rider_profit"] == est
+    assert "95% confidence interval over 4 replicates" in result.output
+    assert "[" in result.output and "verdict" in result.output
 
 
 def test_the_shared_mechanism_block_is_refused_and_never_recorded(cli, tmp_path):
