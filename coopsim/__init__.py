@@ -1,6 +1,6 @@
 """coopsim: a sandbox for reward mechanisms in AI cooperatives.
 
-The project is split in layers (see ``DESIGN``): ``learning`` (data, models, traversal learning,
+The project is split in layers: ``learning`` (data, models, traversal learning,
 value filters), ``economics`` (valuation, settlement, mechanisms, contracts, metrics), ``sim``
 (the Mesa model) and ``scenarios`` (CLI, scenario files, sweeps, figures). This small package holds
 what every layer shares: the version and the input-error type.
@@ -8,5 +8,5 @@ what every layer shares: the version and the input-error type.
 
 from coopsim.errors import InputError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["InputError", "__version__"]

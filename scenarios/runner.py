@@ -68,6 +68,13 @@ def run_and_store(resolved: Resolved, out: Path) -> Finished:
     return Finished(out, frame, summary, figures, result.tables)
 
 
+def _version(text: object) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in str(text).split(".")[:2])
+    except ValueError:
+        return (0, 0)
+
+
 def redraw(folder: Path) -> list[Path]:
     """Regenerate the figures of a results folder from ``results.parquet`` and ``summary.json``
     (a single run: the scenario's own figures; a sweep folder: comparison figures)."""
@@ -86,6 +93,9 @@ def redraw(folder: Path) -> list[Path]:
         frame, _ = read_parquet(results_path)
     except Exception as exc:  # pyarrow raises its own types for a truncated or foreign file
         raise InputError("RESULTS_DIR", str(folder), f"a readable results.parquet ({exc})") from None
+    if _version(summary.get("coopsim_version", "0.0")) < (0, 2):
+        raise InputError("RESULTS_DIR", str(folder), "results written by coopsim ≥ 0.2.0 (this summary.json has no "
+                         "intervals over replicates): rerun the scenario or sweep to redraw its figures")
     if summary.get("kind") == "sweep":
         from scenarios.sweep import sweep_figures
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
+import coopsim
 from coopsim.errors import InputError
 from scenarios import stats
 from scenarios.config import Section, flatten, read_toml, validate
@@ -271,7 +272,8 @@ def combine(out: Path, specs: list[RunSpec], sweep: SweepFile) -> tuple[pd.DataF
                      "grid": spec.point, "metrics": headline_numbers(summary, headline)})
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_parquet(out / "results.parquet", frame)
-    summary = {"kind": "sweep", "scenario": name, "grid": sweep.grid, "repeats": sweep.repeats,
+    summary = {"kind": "sweep", "scenario": name, "coopsim_version": coopsim.__version__, "grid": sweep.grid,
+               "repeats": sweep.repeats,
                "seed": sweep.seed, "common_seeds": sweep.common_seeds, "n_runs": len(specs),
                "intervals": stats.describe(sweep.ci_level), **point_estimates(runs, sweep), "runs": runs}
     return frame, summary

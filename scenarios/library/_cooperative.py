@@ -228,6 +228,17 @@ def summary_tables(summary: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
 
 # ------------------------------------------------------------------------------------- figures
+def setting_text(summary: dict[str, Any]) -> str:
+    """The population and training in a few words, for figure titles."""
+    coop = summary.get("config", {}).get("cooperative", {})
+    pop, tr = coop.get("population", {}), coop.get("training", {})
+    mix = ", ".join(f"{k} {100 * v:.0f}%" for k, v in pop.get("behaviours", {}).items())
+    learning = (f"real {tr.get('substrate', 'tl').upper()} training ({tr.get('dataset')}, {tr.get('model')})"
+                if tr.get("mode") == "real" else "surrogate learning curve")
+    return (f"{pop.get('n_principals')} principals ({mix}), {pop.get('strategy')}, {learning}, "
+            f"{coop.get('rounds')} rounds")
+
+
 def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
     """Participation and accuracy over time (bands over replicates), headline metrics and surplus by
     behaviour per mechanism (intervals), paired differences against the baseline."""
@@ -237,6 +248,7 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
     level = summary["intervals"]["level"]
     n = summary["replicates"]
     caption = interval_caption(n, level)
+    setting = setting_text(summary)
     paths = []
     fig, axes = figure(1, 2, width=11.0)
     for ax, var, unit in ((axes[0, 0], "participation", "members / principals (%)"),
@@ -251,6 +263,8 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
         ax.set_ylabel(unit)
         ax.set_title(f"{var} ({caption})", fontsize=9)
     axes[0, 0].legend(fontsize=7)
+    fig.suptitle(setting, fontsize=9)
+    fig.tight_layout()
     paths.append(save(fig, folder / "participation_accuracy.png"))
 
     metrics = [("welfare", "Σ utility per round (money)"), ("fairness", "ρ = 100·Pearson(contribution, reward)"),
@@ -263,7 +277,7 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
         ax.set_ylabel(unit, fontsize=8)
         ax.axhline(0, color="black", linewidth=0.6)
     w = summary["final_rounds"]
-    fig.suptitle(f"mean of rounds {w[0]}–{w[1]} per mechanism; {caption}", fontsize=9)
+    fig.suptitle(f"{setting}\nmean of rounds {w[0]}–{w[1]} per mechanism; {caption}", fontsize=9)
     paths.append(save(fig, folder / "mechanisms.png"))
 
     behaviours = sorted({b for v in summary["mechanisms"].values() for b in v.get("surplus_by_behaviour", {})})
@@ -278,7 +292,7 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_ylabel("surplus over outside option, last round (money)")
-        ax.set_title(f"who gains from the cooperative, by behaviour\n{caption}", fontsize=9)
+        ax.set_title(f"who gains from the cooperative, by behaviour\n{setting}\n{caption}", fontsize=8)
         ax.legend(fontsize=7)
         paths.append(save(fig, folder / "surplus_by_behaviour.png"))
 
@@ -289,7 +303,7 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
         for ax, (metric, (unit, scale)) in zip(axes[0], COMPARED.items(), strict=True):
             forest(ax, names if ax is axes[0, 0] else [""] * len(names), [comparisons[c][metric] for c in names],
                    xlabel=unit, scale=scale)
-        fig.suptitle(f"paired differences against {summary['baseline']} (same seeds and principals); "
+        fig.suptitle(f"{setting}\npaired differences against {summary['baseline']} (same seeds and principals); "
                      f"{caption}; blue/vermillion: interval excludes 0", fontsize=9)
         fig.tight_layout()
         paths.append(save(fig, folder / "paired_differences.png"))

@@ -80,7 +80,7 @@ class AttributionConfig(ScenarioConfig):
 
     data: DataSection = Field(default_factory=DataSection, description="data and label noise")
     training: TrainingSection = Field(default_factory=TrainingSection, description="substrate training")
-    replicates: int = Field(5, ge=1, le=100, description="independent replicates (each its own derived seed)")
+    replicates: int = Field(12, ge=1, le=100, description="independent replicates (each its own derived seed)")
     fedavg_shapley: bool = Field(True, description="also compute exact reconstruction Shapley per FedAvg round")
 
     @model_validator(mode="after")

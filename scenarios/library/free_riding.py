@@ -21,5 +21,5 @@ SCENARIO = cooperative_scenario(
                 ("revenue shares α=2", {"kind": "revenue_shares", "alpha": 2.0}),
                 ("CGSV β=1", {"kind": "cgsv"}),
                 ("contracts", {"kind": "contracts"})],
-    replicates=5,
+    replicates=12,
 )

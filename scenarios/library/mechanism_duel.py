@@ -19,5 +19,5 @@ SCENARIO = cooperative_scenario(
                 ("revenue shares α=1", {"kind": "revenue_shares"}),
                 ("CGSV β=1", {"kind": "cgsv"}),
                 ("contracts", {"kind": "contracts"})],
-    replicates=2,
+    replicates=8,
 )

@@ -14,4 +14,5 @@ SCENARIO = cooperative_scenario(
     mechanisms=[("revenue shares (α=1)", {"kind": "revenue_shares"}),
                 ("CGSV (β=1)", {"kind": "cgsv"}),
                 ("equal split", {"kind": "equal_split"})],
+    replicates=10,
 )

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 REDUCED = {
-    "quickstart": ["--set", "cooperative.rounds=3", "--set", "cooperative.training.standalone_epochs=2"],
+    "quickstart": ["--set", "cooperative.rounds=3", "--set", "cooperative.training.standalone_epochs=2",
+                   "--set", "replicates=2"],
     "free-riding": ["--set", "cooperative.rounds=3", "--set", "replicates=1",
                     "--set", "cooperative.training.mode=surrogate"],
     "mechanism-duel": ["--set", "cooperative.rounds=3", "--set", "replicates=1",

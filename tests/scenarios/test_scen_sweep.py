@@ -136,8 +136,17 @@ def test_sweep_resumes_after_sigkill_to_the_uninterrupted_result(cli, tmp_path, 
     assert b.groupby("run_id")[["point", "repeat"]].first().drop_duplicates().shape[0] == 6
     pd.testing.assert_frame_equal(_sorted(a), _sorted(b))
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (full, broken))
-    assert sa["runs"] == sb["runs"]
+    assert sa["runs"] == sb["runs"] and sa["points"] == sb["points"]
     pngs(broken / "figures", minimum=1)
+    # per grid point: each headline metric's estimate over its 3 repeats; point 1 against point 0, unpaired
+    assert [pt["point"] for pt in sa["points"]] == [0, 1]
+    for pt in sa["points"]:
+        values = [r["metrics"]["spearman.TL one-step (V3)"] for r in sa["runs"] if r["point"] == pt["point"]]
+        est = pt["metrics"]["spearman.TL one-step (V3)"]
+        assert est["n"] == 3 and est["mean"] == pytest.approx(np.mean(values)) and est["ci_low"] <= est["mean"]
+    (comp,) = sa["comparisons"]
+    assert comp["design"] == "unpaired" and comp["point"] == 1
+    assert comp["metrics"]["spearman.TL one-step (V3)"]["verdict"] in ("positive", "negative", "inconclusive")
 
 
 def test_dask_scheduler_path_matches_local_run(cli, tmp_path, pngs):
@@ -183,6 +192,7 @@ def test_figures_finds_runs_and_sweeps_at_any_depth(cli, tmp_path):
     folder = tmp_path / "results" / "sweeps" / "deep"
     write_parquet(folder / "results.parquet", pd.DataFrame({"x": [1.0]}))
     (folder / "summary.json").write_text(json.dumps({"kind": "sweep", "scenario": "contracts", "runs": [],
+                                                     "coopsim_version": "0.2.0",
                                                      "files": ["results.parquet", "figures/stale.png"]}))
     (folder / "figures").mkdir()
     (folder / "figures" / "stale.png").write_bytes(b"old")  # coopsim wrote it (listed), no longer drawn
@@ -198,3 +208,15 @@ def test_example_sweep_file_plans():
     path = ROOT / "examples" / "sweep_attribution.toml"
     specs = plan(load_sweep(path), path)
     assert len(specs) == 2 * 2 * 3
+
+
+def test_figures_of_results_from_before_intervals_are_refused_plainly(cli, tmp_path):
+    """A folder written before summaries carried intervals (coopsim < 0.2) cannot be redrawn: exit 2
+    with what to do, not a traceback."""
+    from scenarios.result import write_parquet
+
+    folder = tmp_path / "old"
+    write_parquet(folder / "results.parquet", pd.DataFrame({"x": [1.0]}))
+    (folder / "summary.json").write_text(json.dumps({"scenario": "quickstart", "coopsim_version": "0.1.0"}))
+    result = cli("figures", folder)
+    assert result.exit_code == 2 and "rerun" in result.output, result.output

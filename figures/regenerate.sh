@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Regenerate every figure and number the README shows, from the library's defaults (seed 0).
+# Usage, from the repository root with the project installed (see the README's first lines):
+#     bash figures/regenerate.sh            # about 15 minutes on 2 cores
+# Each scenario's full results stay under results/readme/<scenario>/ (summary.json holds every
+# number with its interval); the figures the README shows are copied into figures/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COOPSIM=${COOPSIM:-coopsim}
+command -v "$COOPSIM" >/dev/null || COOPSIM=.venv/bin/coopsim
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] && PYTHON=.venv/bin/python
+out=results/readme
+for scenario in quickstart free-riding mechanism-duel attribution-substrate cgsv-fairness contracts value-pluralism; do
+    "$COOPSIM" run "$scenario" --out "$out/$scenario"
+done
+"$COOPSIM" demo --out "$out/demo"
+"$PYTHON" benchmarks/bench_cgsv_approximation.py
+
+cp "$out/free-riding/figures/mechanisms.png" figures/free_riding_mechanisms.png
+cp "$out/free-riding/figures/paired_differences.png" figures/free_riding_paired.png
+cp "$out/attribution-substrate/figures/rank_correlation.png" figures/attribution_rank_correlation.png
+cp "$out/demo/figures/substrates.png" figures/substrates_digits_cla.png
+echo "README figures regenerated in figures/; numbers in $out/*/summary.json"
