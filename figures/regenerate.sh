@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure and number the README shows, from the library's defaults (seed 0).
 # Usage, from the repository root with the project installed (see the README's first lines):
-#     bash figures/regenerate.sh            # about 15 minutes on 2 cores
+#     bash figures/regenerate.sh            # about 10 minutes on 2 cores
 # Each scenario's full results stay under results/readme/<scenario>/ (summary.json holds every
 # number with its interval); the figures the README shows are copied into figures/.
 set -euo pipefail

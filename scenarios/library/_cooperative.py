@@ -278,6 +278,7 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
         ax.axhline(0, color="black", linewidth=0.6)
     w = summary["final_rounds"]
     fig.suptitle(f"{setting}\nmean of rounds {w[0]}–{w[1]} per mechanism; {caption}", fontsize=9)
+    fig.tight_layout()
     paths.append(save(fig, folder / "mechanisms.png"))
 
     behaviours = sorted({b for v in summary["mechanisms"].values() for b in v.get("surplus_by_behaviour", {})})

@@ -269,7 +269,8 @@ def _cells(cfg: CGSVFairnessConfig) -> list[tuple[str, str, float]]:
 
 #: per-replicate numbers of a cell, and their ranges (intervals are clipped to them)
 CELL_METRICS = {"average_accuracy": (0.0, 1.0), "best_accuracy": (0.0, 1.0), "fairness": (-100.0, 100.0),
-                "reputation_fairness": (-100.0, 100.0), "time_overhead": None, "spread_test_samples": None}
+                "reputation_fairness": (-100.0, 100.0), "time_overhead": None,
+                "spread_test_samples": (0.0, float("inf"))}
 UNDEFINED_FAIRNESS = "identical models: every agent ends with the same accuracy"
 
 
