@@ -5,6 +5,9 @@ Only the Gram matrix ``G = V V^T`` of the weighted updates ``V = diag(w) U`` is 
 ``||u_S||^2 = x^T G x`` and ``<u_S, u_N> = x^T b`` with ``b = G 1`` and ``x`` the coalition
 indicator, so exact values cost ``O(N^2 D + 2^N N)`` instead of ``O(2^N D)``.
 
+Every value is a cosine, so the updates are first divided by their largest entry (one common
+scale): updates of 1e200 give the same values as updates of 1, instead of overflowing.
+
 Convention (ours, the paper is silent): the cosine with a zero vector is 0. A coalition whose
 aggregate (the grand coalition's ``u_N`` included) has squared norm at or below
 ``ZERO_REL * N**2 * max_i G_ii`` (rounding level of the Gram sums) counts as the zero vector, so
@@ -41,6 +44,13 @@ def _updates_and_weights(U: np.ndarray, weights: np.ndarray | None) -> tuple[np.
     return U, w
 
 
+def _unit_scale(U: np.ndarray) -> np.ndarray:
+    """``U / max|U|``: every quantity here is a cosine, invariant to one common scale, and updates
+    of 1e200 would otherwise overflow their squared norms to inf (and silently score 0)."""
+    top = float(np.max(np.abs(U), initial=0.0))
+    return U / top if top > 0 else U
+
+
 def _zero_level(sq_norms: np.ndarray) -> float:
     """Squared norm at or below which an aggregate of these weighted updates counts as zero."""
     n = sq_norms.shape[0]
@@ -70,6 +80,7 @@ def cgsv_approx(U: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     rounding level as in :func:`cgsv_exact` (see the module docstring).
     """
     U, w = _updates_and_weights(U, weights)
+    U = _unit_scale(U)
     u_n = w @ U
     num = U @ u_n
     sq = np.einsum("ij,ij->i", U, U)
@@ -120,7 +131,7 @@ def cgsv_exact(U: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     Cost ``O(N^2 D)`` for the Gram matrix plus ``O(2^N N)`` vectorised passes (the paper's naive
     evaluation is ``O(2^N D)``). Efficiency holds: ``sum(phi) = nu(N) = 1`` unless ``u_N = 0``.
     """
-    G = gram_matrix(U, weights)
+    G = gram_matrix(_unit_scale(as_matrix("U", U)), weights)
     values = cgsv_coalition_values(G)
     return shapley_from_values(values, G.shape[0])
 
@@ -133,7 +144,7 @@ def cgsv_sampled(U: np.ndarray, weights: np.ndarray | None = None, epsilon: floa
     ``n_permutations`` is given. Ours: coalition values along each permutation come from the Gram
     matrix (2-d prefix sums of the permuted ``G``), so the cost is ``O(N^2 D + K N^2)``.
     """
-    G = gram_matrix(U, weights)
+    G = gram_matrix(_unit_scale(as_matrix("U", U)), weights)
     n = G.shape[0]
     k = n_permutations_for(epsilon, delta) if n_permutations is None else positive_int(
         "n_permutations", n_permutations)

@@ -24,10 +24,13 @@ from economics.cgsv import cgsv_approx
 def normalise_updates(deltas: np.ndarray, gamma: float = 0.5) -> np.ndarray:
     """Normalised updates (C1): ``u_i = Gamma * Delta_i / ||Delta_i||`` (rows of a ``(N, D)`` array).
 
-    A zero update stays zero (ours; the paper divides by its norm).
+    A zero update stays zero (ours; the paper divides by its norm). Each row is first divided by its
+    largest entry, so an update of 1e200 is normalised like any other instead of overflowing its norm.
     """
     d = as_matrix("deltas", deltas)
     g = finite_scalar("gamma", gamma, low=0.0, low_open=True)
+    top = np.max(np.abs(d), axis=1, keepdims=True) if d.shape[1] else np.zeros((d.shape[0], 1))
+    d = np.divide(d, top, out=np.zeros_like(d), where=top > 0)
     norms = np.linalg.norm(d, axis=1, keepdims=True)
     return np.divide(g * d, norms, out=np.zeros_like(d), where=norms > 0)
 

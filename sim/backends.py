@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coopsim.errors import InputError
 from economics.contracts.accuracy import GeneralisationBound
 from economics.valuation import fedavg_one_step_counterfactual, one_step_counterfactual
 from learning.data import load_dataset, split, with_risk_task
@@ -93,7 +94,7 @@ class RealBackend:
         self.theta0 = flat_params(self.model)
         self.reference = ValueReference.from_classes(self.X_val, self.y_val) if config.population.value_profiles \
             else None
-        cfg = {"lr": tc.lr, "batch_size": tc.batch_size}
+        cfg = {"lr": tc.lr, "batch_size": tc.batch_size, "guard_ratio": tc.guard_ratio}
         if tc.substrate == "tl":
             self.trainer: TraversalTrainer | FedAvgTrainer = TraversalTrainer(
                 self.model, self.loss_fn, cfg, seed=derive_seed(seed, 14), reference=self.reference)
@@ -190,6 +191,7 @@ class RealBackend:
         credit = np.zeros(n)
         deltas = np.zeros((n, self.layout.size)) if n else None
         tamper = self._tamper(tamper_kinds, round_index) if any(tamper_kinds) else None
+        excluded = np.zeros(n, dtype=bool)  # a member that reported a non-finite piece earns no credit this round
         if n and rows.sum() > 0:
             tc = self.config.training
             if isinstance(self.trainer, TraversalTrainer):
@@ -199,8 +201,14 @@ class RealBackend:
                 def credit_hook(rec) -> None:
                     theta = rec.theta.double().numpy()
                     pieces = rec.filtered.double().numpy()
-                    credit[:] += one_step_counterfactual(theta, pieces, rec.lr, self._loss_at)
+                    if not (np.all(np.isfinite(theta)) and np.all(np.isfinite(pieces))):
+                        self._diverged(round_index)
+                    try:
+                        credit[:] += one_step_counterfactual(theta, pieces, rec.lr, self._loss_at)
+                    except InputError:  # the counterfactual models overflowed: name the settings, not internals
+                        self._diverged(round_index)
                     deltas[:] -= rec.lr * pieces
+                    excluded[:] |= rec.excluded
 
                 done, epoch = 0, 0
                 while done < tc.steps_per_round:
@@ -215,11 +223,30 @@ class RealBackend:
                 keep = rows > 0
                 sub = [d for d, k in zip(data, keep, strict=True) if k]
                 rec = self.trainer.round(sub, round_index, tamper=self._subset_tamper(tamper, keep))
-                credit[keep] = fedavg_one_step_counterfactual(rec.theta.double().numpy(), rec.updates.double().numpy(),
-                                                              rec.weights, self._loss_at)
+                if not np.all(np.isfinite(rec.theta_after.double().numpy())):
+                    self._diverged(round_index)
+                try:
+                    credit[keep] = fedavg_one_step_counterfactual(rec.theta.double().numpy(),
+                                                                  rec.updates.double().numpy(), rec.weights,
+                                                                  self._loss_at)
+                except InputError:
+                    self._diverged(round_index)
                 deltas[keep] = rec.updates.double().numpy()
+                if rec.excluded is not None:
+                    excluded[np.flatnonzero(keep)[rec.excluded]] = True
+            credit[excluded] = 0.0
         acc = accuracy(self.model, self.X_test, self.y_test)
         return RoundOutcome(acc, loss_value(self.model, self.loss_fn, self.X_val, self.y_val), credit, deltas, rows)
+
+    def _diverged(self, round_index: int) -> None:
+        """The shared model or a reported piece became non-finite (with the guard off): the error names
+        the settings that allow it, not internal variables."""
+        guard = self.config.training.guard_ratio
+        raise InputError("training.guard_ratio", guard,
+                         f"a positive bound: training diverged in round {round_index + 1} (non-finite parameters "
+                         f"or pieces) with population.gradient_scale = {self.config.population.gradient_scale} "
+                         f"and the coordinator's guard {'off' if guard is None else f'at {guard}'}; turn the "
+                         f"guard on (e.g. 5.0) or lower population.gradient_scale")
 
     def _tamper(self, kinds: list[str | None], round_index: int):
         scale = self.config.population.gradient_scale

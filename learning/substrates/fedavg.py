@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
+from learning.guard import guard_pieces
 from learning.models import default_loss
 from learning.params import flat_params, set_flat_params
 from learning.seeding import derive_seed
@@ -32,6 +33,9 @@ class FedAvgConfig(BaseModel):
     batch_size: PositiveInt = Field(32, description="local mini-batch size")
     lr: PositiveFloat = Field(0.1, description="local SGD learning rate")
     weighting: Literal["size", "uniform"] = Field("size", description="aggregation weights w_i")
+    guard_ratio: float | None = Field(None, gt=0.0, description="the coordinator's safeguard on reported updates "
+                                      "(learning.guard): non-finite updates excluded (weight 0), norms bounded by "
+                                      "this × the median; None: off")
 
 
 @dataclass
@@ -44,6 +48,8 @@ class RoundRecord:
     weights: np.ndarray
     theta_after: torch.Tensor
     sizes: np.ndarray
+    excluded: np.ndarray | None = None
+    clipped: np.ndarray | None = None
 
 
 class FedAvgTrainer:
@@ -86,9 +92,15 @@ class FedAvgTrainer:
             updates = tamper(updates)
         sizes = np.array([len(m[1]) for m in members], dtype=np.int64)
         w = sizes / sizes.sum() if self.config.weighting == "size" else np.full(len(members), 1 / len(members))
+        excluded = clipped = None
+        if self.config.guard_ratio is not None:  # excluded clients get weight 0; the others renormalised
+            guarded = guard_pieces(updates, None, max_ratio=self.config.guard_ratio)
+            updates, excluded, clipped = guarded.pieces, guarded.excluded, guarded.clipped
+            w = np.where(excluded, 0.0, w)
+            w = w / w.sum() if w.sum() > 0 else w
         after = theta + (torch.from_numpy(w).to(theta.dtype)[:, None] * updates).sum(0)
         set_flat_params(self.model, after)
-        return RoundRecord(round_index, theta, updates, w, after, sizes)
+        return RoundRecord(round_index, theta, updates, w, after, sizes, excluded, clipped)
 
     def fit(self, members: Sequence[MemberData], rounds: int,
             on_round: Callable[[RoundRecord], None] | None = None) -> list[RoundRecord]:

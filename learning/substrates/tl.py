@@ -21,6 +21,7 @@ from pydantic import Field
 
 from coopsim.errors import InputError, check
 from learning.filters import FilterContext, ValueProfile, ValueReference
+from learning.guard import guard_pieces
 from learning.models import MultiTaskLoss, cut_sequence, default_loss
 from learning.params import ParamLayout, flat_params
 from learning.seeding import torch_generator
@@ -45,6 +46,9 @@ class TLConfig(TrainConfig):
     cut_layer: int | None = Field(None, ge=1, description="split mode: layers [0, cut_layer) run at the member")
     activation_noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise on crossing activations")
     activation_mask: float = Field(0.0, ge=0.0, le=1.0, description="fraction of crossing activations zeroed")
+    guard_ratio: float | None = Field(None, gt=0.0, description="the coordinator's safeguard on reported pieces "
+                                      "(learning.guard): non-finite pieces excluded, norms per row bounded by "
+                                      "this × the median; None: off (pure TL)")
 
 
 class _Lazy:
@@ -72,13 +76,18 @@ class StepRecord:
     ``raw is filtered``); :attr:`pieces_materialised` tells whether that has happened.
     """
 
-    __slots__ = ("_filtered", "_raw", "epoch", "loss", "lr", "sizes", "step", "theta")
+    __slots__ = ("_filtered", "_raw", "clipped", "epoch", "excluded", "loss", "lr", "sizes", "step", "theta")
 
     def __init__(self, epoch: int, step: int, theta: torch.Tensor, raw: torch.Tensor | _Lazy,
-                 filtered: torch.Tensor | _Lazy, lr: float, sizes: np.ndarray, loss: float) -> None:
+                 filtered: torch.Tensor | _Lazy, lr: float, sizes: np.ndarray, loss: float,
+                 excluded: np.ndarray | None = None, clipped: np.ndarray | None = None) -> None:
         self.epoch, self.step, self.theta = epoch, step, theta
         self._raw, self._filtered = raw, filtered
         self.lr, self.sizes, self.loss = lr, sizes, loss
+        n = len(sizes)
+        #: members whose reported piece was non-finite (replaced by 0) / rescaled by the guard
+        self.excluded = np.zeros(n, dtype=bool) if excluded is None else excluded
+        self.clipped = np.zeros(n, dtype=bool) if clipped is None else clipped
 
     @property
     def raw(self) -> torch.Tensor:
@@ -217,7 +226,8 @@ class TraversalTrainer:
         sizes = np.array([len(b[0]) for b in member_batches])
         # no filter, no tamper: one ordinary backward writes Σ_i g_i into the flat grad buffer (as
         # centralised SGD does) and the pieces stay factored until the record's raw/filtered is read
-        factored = (not active and tamper is None and self.config.engine in ("auto", "grouped")
+        guard = self.config.guard_ratio
+        factored = (not active and tamper is None and guard is None and self.config.engine in ("auto", "grouped")
                     and grouped_supported(self.model))
         try:
             task_pieces = None
@@ -247,12 +257,16 @@ class TraversalTrainer:
             filtered = self._filter(raw, profiles, task_pieces) if active else raw
             if tamper is not None:
                 filtered = tamper(filtered)
+            if guard is not None:  # what the coordinator applies: non-finite pieces out, norms bounded
+                guarded = guard_pieces(filtered, sizes, max_ratio=guard)
+                filtered, excluded, clipped = guarded.pieces, guarded.excluded, guarded.clipped
             torch.sum(filtered, 0, out=self._grad)
         if self._flat is not None and self._params[0].data_ptr() == self._flat.data_ptr():
             self._flat.add_(self._grad, alpha=-self.config.lr)  # θ ← θ − η Σ_i g̃_i (V2)
         else:
             self.optimizer.step()
-        record = StepRecord(epoch, step, theta, raw, filtered, self.config.lr, sizes, float(loss))
+        record = StepRecord(epoch, step, theta, raw, filtered, self.config.lr, sizes, float(loss),
+                            *((excluded, clipped) if guard is not None and not factored else ()))
         if callback is not None:
             callback(record)
         return record
@@ -304,12 +318,12 @@ class TraversalTrainer:
 
     def fit(self, members: Sequence[MemberData], epochs: int,
             profiles: Sequence[ValueProfile | None] | None = None, *, callback: Callback | None = None,
-            on_epoch: Callable[[int], None] | None = None) -> list[float]:
-        """``epochs`` passes; returns the mean batch loss of each."""
+            on_epoch: Callable[[int], None] | None = None, tamper: Tamper | None = None) -> list[float]:
+        """``epochs`` passes; returns the mean batch loss of each (``tamper``: see :meth:`step`)."""
         plan = self.plan(members)
         out = []
         for e in range(epochs):
-            out.append(self.fit_epoch(members, e, profiles, callback=callback, plan=plan))
+            out.append(self.fit_epoch(members, e, profiles, callback=callback, plan=plan, tamper=tamper))
             if on_epoch is not None:
                 on_epoch(e)
         return out

@@ -215,3 +215,18 @@ def test_gram_path_matches_generic_shapley_on_the_cgsv_game() -> None:
         return _cos((w[members, None] * U[members]).sum(axis=0), u_n) if members else 0.0
 
     np.testing.assert_allclose(cgsv_exact(U, w), shapley_exact(nu, 10), atol=1e-10)
+
+
+def test_huge_updates_give_the_same_cgsv_as_unit_ones_not_silent_zeros():
+    # updates of 1e200 overflow a squared norm; every CGSV quantity is a cosine, invariant to one scale
+    from economics.model_rewards import normalise_updates
+    from economics.valuation import cgsv_approx, cgsv_exact, cgsv_sampled
+
+    U = np.random.default_rng(4).normal(size=(4, 9))
+    for big in (1e150, 1e200, 1e300):
+        assert np.allclose(cgsv_approx(U * big), cgsv_approx(U), atol=1e-12)
+        assert np.allclose(cgsv_exact(U * big), cgsv_exact(U), atol=1e-12)
+        assert np.allclose(cgsv_sampled(U * big, rng=1), cgsv_sampled(U, rng=1), atol=1e-12)
+        assert np.allclose(np.linalg.norm(normalise_updates(U * big, 0.5), axis=1), 0.5)
+    with pytest.raises(InputError):
+        cgsv_approx(np.array([[1.0, np.inf], [1.0, 2.0]]))  # non-finite input is named, not scored
