@@ -31,6 +31,7 @@ from sim.strategies import Action, action_grid, make_strategy
 
 MODEL_REPORTERS = ("participation", "accuracy", "val_loss", "revenue", "payments", "mean_quality", "fairness",
                    "gini", "individual_rationality", "budget_balance", "welfare", "free_rider_profit",
+                   "free_rider_profit_members",
                    "contract_regret", "contract_realised_ir")
 AGENT_REPORTERS = ("credit", "reward", "money", "model_value", "utility", "surplus", "joined", "rows", "quality",
                    "behaviour", "owner")
@@ -209,10 +210,21 @@ class CooperativeModel(mesa.Model):
 
     @property
     def report_free_rider_profit(self) -> float:
-        """Mean surplus of free-riders minus mean surplus of honest members (positive: free-riding
-        pays; NaN without both). Surplus is utility minus the principal's outside value (ours: it nets
-        out private differences in standalone models, which no mechanism causes)."""
-        group = [p for p in self._members if p.behaviour in ("free_rider", "honest")]
+        """Should I free-ride? Mean surplus of *all* free-rider principals minus that of all honest
+        principals, members or not (one who left has surplus 0: it lives on its outside option).
+        Positive: free-riding pays. Surplus is utility minus the principal's outside value (ours: it
+        nets out private differences in standalone models, which no mechanism causes)."""
+        return self._rider_gap(self.principals)
+
+    @property
+    def report_free_rider_profit_members(self) -> float:
+        """The same gap among current members only: what a free-rider who stays in earns over an
+        honest member who stays in (NaN without both among the members)."""
+        return self._rider_gap(self._members)
+
+    @staticmethod
+    def _rider_gap(principals: list[Principal]) -> float:
+        group = [p for p in principals if p.behaviour in ("free_rider", "honest")]
         riders = np.array([p.behaviour == "free_rider" for p in group], dtype=bool)
         if not (riders.any() and (~riders).any()):
             return float("nan")

@@ -25,8 +25,8 @@ from scenarios.result import ScenarioResult
 from sim import CooperativeConfig, CooperativeModel, MechanismConfig
 
 #: model reporters compared across mechanisms (time series and end-of-run means)
-SERIES = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit", "mean_quality",
-          "individual_rationality", "revenue", "payments")
+SERIES = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit", "free_rider_profit_members",
+          "mean_quality", "individual_rationality", "revenue", "payments")
 HEADLINE = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit")
 
 
@@ -113,7 +113,8 @@ def run_cooperatives(cfg: CooperativeScenarioConfig, seed: int) -> ScenarioResul
 UNDEFINED = {
     "fairness": "equal rewards or < 2 members",
     "gini": "no paid round with members",
-    "free_rider_profit": "no free-rider or no honest member among members",
+    "free_rider_profit": "no free-rider or no honest principal",
+    "free_rider_profit_members": "no free-rider or no honest member among members",
     "individual_rationality": "no paid round with members",
     "mean_quality": "no member brought rows",
     "accuracy": "no round trained a model",
@@ -124,7 +125,7 @@ UNDEFINED = {
 BOUNDS = {"participation": (0.0, 1.0), "accuracy": (0.0, 1.0), "mean_quality": (0.0, 1.0), "gini": (0.0, 1.0),
           "individual_rationality": (0.0, 1.0), "fairness": (-100.0, 100.0), "contract_realised_ir": (0.0, 1.0)}
 #: metrics whose sign answers a question (a verdict is attached)
-SIGNED = ("free_rider_profit",)
+SIGNED = ("free_rider_profit", "free_rider_profit_members")
 #: metrics compared between mechanisms, paired per replicate (same seeds and principals)
 COMPARED = {"welfare": ("Δ welfare (money per round)", 1.0), "accuracy": ("Δ accuracy (percentage points)", 100.0),
             "participation": ("Δ participation (percentage points)", 100.0),
@@ -209,8 +210,10 @@ def _verdicts(summary: dict[str, Any]) -> list[str]:
             continue
         word = {"positive": "free-riding pays", "negative": "free-riding costs",
                 "inconclusive": "undecided whether free-riding pays"}[est["verdict"]]
-        lines.append(f"{label}: {word} — free-rider minus honest surplus {stats.Estimate(**est).text()} "
-                     f"(n = {est['n']}, {100 * est['level']:.0f}% CI)")
+        members = summary["mechanisms"][label]["free_rider_profit_members"]
+        lines.append(f"{label}: {word} — free-rider minus honest surplus over all principals "
+                     f"{stats.Estimate(**est).text()}, among members only {stats.Estimate(**members).text()} "
+                     f"({members.get('verdict')}) (n = {est['n']}, {100 * est['level']:.0f}% CI)")
     return lines
 
 
@@ -268,12 +271,16 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
     paths.append(save(fig, folder / "participation_accuracy.png"))
 
     metrics = [("welfare", "Σ utility per round (money)"), ("fairness", "ρ = 100·Pearson(contribution, reward)"),
-               ("gini", "Gini of members' rewards"), ("free_rider_profit", "free-rider − honest surplus (money)")]
-    fig, axes = figure(1, 4, width=15.0, height=4.2)
+               ("gini", "Gini of members' rewards"),
+               ("free_rider_profit", "free-rider − honest surplus,\nall principals (money)"),
+               ("free_rider_profit_members", "free-rider − honest surplus,\nmembers only (money)")]
+    fig, axes = figure(1, len(metrics), width=18.0, height=4.2)
     for ax, (key, unit) in zip(axes[0], metrics, strict=True):
         estimate_bars(ax, labels, [summary["mechanisms"][label].get(key) for label in labels])
         ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
-        ax.set_title(key.replace("_", " "))
+        ax.set_title({"free_rider_profit": "free-rider profit\n(should I free-ride?)",
+                      "free_rider_profit_members": "free-rider profit\namong members"}.get(key, key.replace("_", " ")),
+                     fontsize=10)
         ax.set_ylabel(unit, fontsize=8)
         ax.axhline(0, color="black", linewidth=0.6)
     w = summary["final_rounds"]

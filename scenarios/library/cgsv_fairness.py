@@ -85,7 +85,9 @@ class CGSVFairnessConfig(ScenarioConfig):
     partitions: list[Literal["uni", "pow", "cla"]] = Field(["uni", "pow", "cla"], min_length=1,
                                                            description="CGSV's partitions of the training pool")
     methods: list[Method] = Field(list(METHODS), min_length=1, description="mechanisms compared")
-    betas: list[float] = Field([1.0, 1.2, 1.5, 2.0], min_length=1, description="CGSV altruism β values (C5)")
+    betas: list[float] = Field([1.0, 2.0, 10.0, 50.0], min_length=1,
+                               description="CGSV altruism β values (C5): the paper uses 1–2; 10 and 50 show where "
+                                           "β starts to act (β·r must reach about 1, and r ≈ 1/N)")
     n_agents: int = Field(5, ge=2, le=12, description="agents (ECI's exact Shapley costs 2^N evaluations)")
     n_samples: int = Field(1500, ge=0, description="rows shared among agents, at most the pool (0: all)")
     model: Literal["logreg", "mlp"] = Field("mlp", description="every agent's model")
@@ -98,6 +100,8 @@ class CGSVFairnessConfig(ScenarioConfig):
     reputation_alpha: float = Field(0.95, ge=0, le=1, description="α of the reputation update (C4)")
     qffl_q: float = Field(1.0, ge=0, description="q of q-FFL")
     cffl_momentum: float = Field(0.5, ge=0, le=1, description="momentum of the CFFL reputation")
+    label_noise: list[float] | None = Field(None, description="fraction of random labels per agent (one per agent, "
+                                                             "as in C Fig. 2: 20/40/60% corrupted); empty: clean")
     replicates: int = Field(3, ge=1, le=50, description="independent replicates (data split, partition, initial "
                                                         "model, batches); intervals are over them")
 
@@ -106,6 +110,18 @@ class CGSVFairnessConfig(ScenarioConfig):
     def _positive(cls, values: list[float]) -> list[float]:
         if any(b <= 0 for b in values):
             raise ValueError("every β must be > 0")
+        return values
+
+    @field_validator("label_noise")
+    @classmethod
+    def _fractions(cls, values: list[float] | None, info) -> list[float] | None:
+        if not values:  # null or [] (TOML has no null): clean labels
+            return None
+        if any(not 0.0 <= v <= 1.0 for v in values):
+            raise ValueError("every label-noise level must be a fraction in [0, 1]")
+        n = info.data.get("n_agents")
+        if n is not None and len(values) != n:
+            raise ValueError(f"one label-noise level per agent ({n} agents, {len(values)} levels)")
         return values
 
 
@@ -117,6 +133,10 @@ class Outcome:
     train_seconds: float
     mechanism_seconds: float
     reputation: np.ndarray | None = None
+    #: download methods: each agent's mean download share q_i over rounds, and the mean fraction of the
+    #: aggregate's squared norm its top-q_i download keeps (why small shares can still mean near-full models)
+    shares: np.ndarray | None = None
+    energy_kept: np.ndarray | None = None
 
 
 class _Setup:
@@ -125,7 +145,8 @@ class _Setup:
     def __init__(self, cfg: CGSVFairnessConfig, dataset: str, partition: str, seed: int) -> None:
         self.cfg = cfg
         n_samples = cfg.n_samples or None
-        self.prep = prepare(seed, dataset=dataset, scheme=partition, n_members=cfg.n_agents, n_samples=n_samples)
+        self.prep = prepare(seed, dataset=dataset, scheme=partition, n_members=cfg.n_agents, n_samples=n_samples,
+                            label_noise=cfg.label_noise)
         d = self.prep.data
         hidden = (cfg.hidden,) if cfg.model == "mlp" else ()
         self.model = build_model(cfg.model, d.n_features, d.n_classes, seed=derive_seed(seed, 5), hidden=hidden)
@@ -203,6 +224,7 @@ def _downloads(s: _Setup, method: str, beta: float) -> Outcome:
     reputation = np.zeros(n) if method == "cgsv" else s.size_w.copy()
     shares_prev = np.ones(n)
     curve, t_train, t_mech = [], 0.0, 0.0
+    share_sum, energy_sum = np.zeros(n), np.zeros(n)
     for r in range(cfg.rounds):
         t0 = time.perf_counter()
         deltas = torch.stack([local.local_update(thetas[i], m, r, i)
@@ -231,14 +253,17 @@ def _downloads(s: _Setup, method: str, beta: float) -> Outcome:
             else:
                 q = eu_shares(eu_scores(deltas, s.size_w))
         agg = s.tensors(u_n)
+        total = float(u_n @ u_n)
         for i in range(n):
             down = np.concatenate([t.ravel() for t in topk_mask(agg, float(q[i]))])
             thetas[i] += torch.from_numpy(down).to(thetas.dtype)
+            energy_sum[i] += float(down @ down) / total if total > 0 else 0.0
+        share_sum += np.clip(np.asarray(q, dtype=float), 0.0, 1.0)
         server = server + u_n
         shares_prev = np.asarray(q, dtype=float)
         t_mech += time.perf_counter() - t0
         curve.append(s.acc(thetas))
-    return Outcome(np.array(curve), t_train, t_mech, reputation)
+    return Outcome(np.array(curve), t_train, t_mech, reputation, share_sum / cfg.rounds, energy_sum / cfg.rounds)
 
 
 def _eci(s: _Setup, server: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -318,6 +343,10 @@ def run(cfg: CGSVFairnessConfig, seed: int) -> ScenarioResult:
                     rows += [{**base, "variable": key, "value": float(v)} for key, v in res.items()]
                     rows += [{**base, "variable": t, "value": getattr(out, t)}
                              for t in ("train_seconds", "mechanism_seconds")]
+                    for key in ("shares", "energy_kept"):
+                        if getattr(out, key) is not None:
+                            rows += [{**base, "agent": f"agent {i}", "variable": f"mean_{key}", "value": float(v)}
+                                     for i, v in enumerate(getattr(out, key))]
     level = cfg.ci_level
     cells = {cell: {label: _cell_estimates(values, level) for label, values in methods.items()}
              for cell, methods in per.items()}
@@ -455,6 +484,8 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
     fig.tight_layout()
     paths.append(save(fig, folder / "accuracy_over_rounds.png"))
 
+    paths += _members_by_beta(curves, summary, folder)
+
     final = curves[curves["round"] == curves.groupby("cell")["round"].transform("max")]
     solo = frame[frame.variable == "standalone_accuracy"]
     solo = solo.assign(cell=solo.dataset + "/" + solo.partition)
@@ -474,6 +505,45 @@ def figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[
                  f"interval)", fontsize=9)
     fig.tight_layout()
     paths.append(save(fig, folder / "final_vs_standalone.png"))
+    return paths
+
+
+def _members_by_beta(curves: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
+    """Per dataset: each agent's reward-model accuracy over rounds (mean over replicates), one panel per
+    partition (rows) and CGSV β (columns), the standalone accuracies as dotted references."""
+    betas = [m for m in dict.fromkeys(curves.method) if m.startswith("CGSV")]
+    if not betas:
+        return []
+    paths = []
+    n = summary["replicates"]
+    for dataset in dict.fromkeys(curves.dataset):
+        part = curves[curves.dataset == dataset]
+        partitions = list(dict.fromkeys(part.partition))
+        fig, axes = figure(len(partitions), len(betas), width=3.0 * len(betas) + 1, height=2.6 * len(partitions),
+                           sharey="row")
+        for r, partition in enumerate(partitions):
+            cell = part[part.partition == partition]
+            solo = cell[cell.method == "standalone"].groupby(["agent", "round"]).value.mean()
+            for c, method in enumerate(betas):
+                ax = axes[r, c]
+                mean = cell[cell.method == method].groupby(["agent", "round"]).value.mean()
+                for j, agent in enumerate(dict.fromkeys(mean.index.get_level_values(0))):
+                    ax.plot(mean.loc[agent].index, 100 * mean.loc[agent].values, color=OKABE_ITO[j % 8],
+                            label=agent)
+                    if agent in solo.index.get_level_values(0):
+                        ax.plot(solo.loc[agent].index, 100 * solo.loc[agent].values, ":", color=OKABE_ITO[j % 8],
+                                linewidth=0.8)
+                ax.set_title(f"{partition} · {method}", fontsize=8)
+                if r == len(partitions) - 1:
+                    ax.set_xlabel("round")
+            axes[r, 0].set_ylabel("agent's test accuracy (%)", fontsize=8)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=7)
+        fig.suptitle(f"{dataset}: each agent's reward model under CGSV by β (solid) and its standalone model "
+                     f"(dotted); means over n = {n} replicates (the spread across agents is the point; intervals "
+                     f"per agent are in results.parquet)", fontsize=8)
+        fig.tight_layout()
+        paths.append(save(fig, folder / f"cgsv_members_{dataset}.png"))
     return paths
 
 

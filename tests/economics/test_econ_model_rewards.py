@@ -183,3 +183,44 @@ def test_errors(call, field: str) -> None:
     with pytest.raises(InputError) as err:
         call()
     assert err.value.field == field
+
+
+def test_cgsv_round_against_a_hand_computed_three_member_example():
+    """C1–C5 by hand. Δ = (3,4), (0,2), (−1,0); Γ = 0.5 → u = (0.3,0.4), (0,0.5), (−0.5,0) (C1).
+    Round-1 weights (data sizes) w = (0.5, 0.3, 0.2): u_N = (0.05, 0.35), ‖u_N‖ = √0.125 (C1).
+    ψ = cos(u_i, u_N) = 0.155/(0.5√0.125), 0.175/(0.5√0.125), −0.025/(0.5√0.125)
+      = 0.876812, 0.989949, −0.141421 (C3).
+    r = 0.95·0 + 0.05·ψ = 0.0438406, 0.0494975, −0.0070711 → clamp at 1e-3 → normalise by 0.0943381:
+      0.464716, 0.524680, 0.010600 (C4).
+    q_i = tanh(β r_i)/max_j tanh(β r_j) (C5), here for β = 1 and β = 2."""
+    import math
+
+    from economics.model_rewards import cgsv_round, topk_mask
+
+    deltas = np.array([[3.0, 4.0], [0.0, 2.0], [-1.0, 0.0]])
+    rep = np.array([0.0, 0.0, 0.0])
+    w = np.array([0.5, 0.3, 0.2])
+    hand_u = np.array([[0.3, 0.4], [0.0, 0.5], [-0.5, 0.0]])
+    hand_un = np.array([0.05, 0.35])
+    hand_psi = np.array([0.876812, 0.989949, -0.141421])
+    hand_r = np.array([0.464716, 0.524680, 0.010600])
+    for beta in (1.0, 2.0):
+        rnd = cgsv_round(deltas, w, rep, gamma=0.5, alpha=0.95, beta=beta)
+        assert np.allclose(rnd.u, hand_u, atol=1e-12)
+        assert np.allclose(rnd.u_n, hand_un, atol=1e-12)
+        assert np.allclose(rnd.psi, hand_psi, atol=1e-6)
+        assert np.allclose(rnd.reputation, hand_r, atol=1e-6)
+        top = math.tanh(beta * 0.524680)
+        hand_q = [math.tanh(beta * 0.464716) / top, 1.0, math.tanh(beta * 0.010600) / top]
+        assert np.allclose(rnd.shares, hand_q, atol=1e-5)
+    # β = 1: q ≈ (0.9016, 1, 0.0220); β = 2: q ≈ (0.9345, 1, 0.0271) — β acts only at second order
+    # while β·r stays below 1 (tanh is nearly linear there), which is why β = 1 and 2 barely differ
+    q1 = cgsv_round(deltas, w, rep, beta=1.0).shares
+    q2 = cgsv_round(deltas, w, rep, beta=2.0).shares
+    assert np.allclose(q1, [0.9016, 1.0, 0.0220], atol=1e-4) and np.allclose(q2, [0.9345, 1.0, 0.0271], atol=1e-4)
+    # the download (C5): per tensor, the ⌈q·size⌉ largest-|value| entries of u_N, at most size − 1
+    agg = [np.array([0.05, 0.35, -0.2, 0.1]), np.array([[1.0, -3.0], [2.0, 0.5]])]
+    kept = topk_mask(agg, 0.5)  # k = 2 of 4 in each tensor
+    assert kept[0].tolist() == [0.0, 0.35, -0.2, 0.0]
+    assert kept[1].tolist() == [[0.0, -3.0], [2.0, 0.0]]
+    assert [np.count_nonzero(t) for t in topk_mask(agg, 1.0)] == [3, 3]  # q = 1 still drops one (authors' code)
