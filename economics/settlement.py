@@ -148,7 +148,8 @@ def cumulative_credit(credits: np.ndarray, steps: Sequence[int] | np.ndarray,
 
 @dataclass(frozen=True)
 class LinearAccuracyRevenue:
-    """Revenue model (SPEC §3, ours): ``R = R0 * max(0, acc - acc0) / (1 - acc0)`` per horizon.
+    """Revenue model (ours): ``R = R0 * max(0, acc - acc0) / (1 - acc0)`` for one period of sales (the
+    cooperative sim charges it every round and settles the sum over the horizon, V6).
 
     A market pays nothing for a model no better than ``acc0`` (e.g. the best free alternative) and
     ``R0`` for a perfect one.

@@ -122,18 +122,27 @@ def metric_vs_parameter(table, metric: str, grid_cols: list[str], path: Path, *,
                     if (part[x] == v).any()}
             ns += [e.n for e in ests.values()]
             xs = [order.index(v) for v in ests] if categorical else list(ests)
-            label = ", ".join(f"{c[5:]}={v}" for c, v in zip(others, key if isinstance(key, tuple) else (key,),
-                                                            strict=False)) if others else None
+            label = ", ".join(f"{_short(c[5:])}={_short(str(v), 48)}"
+                              for c, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False)
+                              ) if others else None
             estimate_band(ax, xs, list(ests.values()), color=OKABE_ITO[k % len(OKABE_ITO)], label=label)
         if categorical:
             ax.set_xticks(range(len(order)), [str(v) for v in order])
         ax.set_xlabel(x[5:])
-        if others:
-            ax.legend(fontsize=7)
+        if others:  # below the axes: grid values can be long (tables as JSON)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1)
         ax.set_ylabel(metric)
     caption = interval_caption(ns or [len(data)], level, "repeats")
     ax.set_title(f"{title}\n{caption}" if title else caption, fontsize=9)
     return save(fig, path)
+
+
+def _short(text: str, width: int = 0) -> str:
+    """A dotted field as its last part; a value cut to ``width`` characters (0: whole)."""
+    if not width:
+        return text.rsplit(".", 1)[-1]
+    text = text.replace('"', "")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # ------------------------------------------------------------------------------ intervals in figures
@@ -223,5 +232,6 @@ def forest(ax: plt.Axes, labels: list[str], estimates: list[Any], *, scale: floa
             ax.plot([scale * est["ci_low"], scale * est["ci_high"]], [y, y], color=colour, linewidth=2)
         ax.plot([mean], [y], "o", color=colour)
     ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_yticks(range(len(labels)), list(reversed(labels)), fontsize=7)
     ax.set_xlabel(xlabel)

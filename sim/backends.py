@@ -94,7 +94,7 @@ class RealBackend:
         self.theta0 = flat_params(self.model)
         self.reference = ValueReference.from_classes(self.X_val, self.y_val) if config.population.value_profiles \
             else None
-        cfg = {"lr": tc.lr, "batch_size": tc.batch_size, "guard_ratio": tc.guard_ratio}
+        cfg = {"lr": tc.lr, "batch_size": tc.batch_size, "guard_ratio": tc.guard_ratio or None}  # 0: off
         if tc.substrate == "tl":
             self.trainer: TraversalTrainer | FedAvgTrainer = TraversalTrainer(
                 self.model, self.loss_fn, cfg, seed=derive_seed(seed, 14), reference=self.reference)
@@ -241,8 +241,8 @@ class RealBackend:
     def _diverged(self, round_index: int) -> None:
         """The shared model or a reported piece became non-finite (with the guard off): the error names
         the settings that allow it, not internal variables."""
-        guard = self.config.training.guard_ratio
-        raise InputError("training.guard_ratio", guard,
+        guard = self.config.training.guard_ratio or None
+        raise InputError("training.guard_ratio", self.config.training.guard_ratio,
                          f"a positive bound: training diverged in round {round_index + 1} (non-finite parameters "
                          f"or pieces) with population.gradient_scale = {self.config.population.gradient_scale} "
                          f"and the coordinator's guard {'off' if guard is None else f'at {guard}'}; turn the "

@@ -31,11 +31,12 @@ class Prepared:
 
 def prepare(seed: int, *, dataset: str, scheme: str, n_members: int, n_samples: int | None = None,
             label_noise: Sequence[float] | None = None, risk_task: bool = False,
+            qualities: Sequence[Quality] | None = None,
             dirichlet_alpha: float = 0.5) -> Prepared:
     """Load, split, partition and degrade, every step seeded from ``seed`` (keys 1–4).
 
-    ``label_noise[i]`` is member i's fraction of replaced labels (``learning.data.Quality``); the
-    validation and test rows stay clean.
+    ``label_noise[i]`` is member i's fraction of replaced labels (``learning.data.Quality``), or
+    ``qualities[i]`` its full quality knobs; the validation and test rows stay clean.
     """
     data = load_dataset(dataset, seed=derive_seed(seed, 1))
     if risk_task:
@@ -49,8 +50,11 @@ def prepare(seed: int, *, dataset: str, scheme: str, n_members: int, n_samples: 
     rows, corrupted = [], []
     for i, part in enumerate(parts):
         member = pool.subset(part)
-        noise = 0.0 if label_noise is None else float(label_noise[i])
-        member, bad = degrade(member, Quality(label_noise=noise), seed=derive_seed(seed, 4, i))
+        if qualities is not None:
+            quality = qualities[i]
+        else:
+            quality = Quality(label_noise=0.0 if label_noise is None else float(label_noise[i]))
+        member, bad = degrade(member, quality, seed=derive_seed(seed, 4, i))
         rows.append(member)
         corrupted.append(bad)
     return Prepared(member_tensors(rows), dataset_tensors(splits.val), dataset_tensors(splits.test), data,

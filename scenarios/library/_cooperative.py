@@ -178,8 +178,14 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
                                  undefined_reason=UNDEFINED.get(metric, "undefined in every replicate"),
                                  bounds=BOUNDS.get(metric))
             values[metric] = est.as_dict()
-        values["surplus_by_behaviour"] = _surplus_by_behaviour(frame, label, cfg)
+        per_behaviour = _surplus_by_behaviour(frame, label, cfg, window[0])
+        values["surplus_by_behaviour"] = {beh: stats.estimate(v, level=level).as_dict()
+                                          for beh, v in per_behaviour.items()}
         out["mechanisms"][label] = values
+        if "honest" in per_behaviour:  # does any other behaviour out-earn honest principals? (paired)
+            out.setdefault("robustness", {})[label] = {
+                beh: stats.paired(v, per_behaviour["honest"], level=level).as_dict()
+                for beh, v in per_behaviour.items() if beh != "honest"}
     out["free_rider_profit"] = {label: out["mechanisms"][label]["free_rider_profit"] for label in labels}
     out["comparisons"] = {
         f"{label} − {base}": {metric: stats.paired(column(label, metric), column(base, metric), level=level).as_dict()
@@ -189,16 +195,16 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
     return out
 
 
-def _surplus_by_behaviour(frame: pd.DataFrame, label: str, cfg: CooperativeScenarioConfig) -> dict[str, Any]:
-    """Mean surplus over the outside option in the last round, by behaviour (all principals of that
-    behaviour, members or not), aggregated over replicates."""
+def _surplus_by_behaviour(frame: pd.DataFrame, label: str, cfg: CooperativeScenarioConfig,
+                          start: int) -> dict[str, list[float]]:
+    """Per behaviour, per replicate: the mean surplus over the outside option of all principals of
+    that behaviour (members or not) over the final rounds (from ``start``)."""
     if "behaviour" not in frame:
         return {}
-    last = frame[(frame.mechanism == label) & (frame.variable == "surplus")
-                 & (frame["round"] == cfg.cooperative.rounds) & (frame.agent != "")]
-    per = last.groupby(["behaviour", "replicate"])["value"].mean().unstack("replicate")
-    return {beh: stats.estimate(row.reindex(range(cfg.replicates)).tolist(), level=cfg.ci_level).as_dict()
-            for beh, row in per.iterrows()}
+    final = frame[(frame.mechanism == label) & (frame.variable == "surplus")
+                  & (frame["round"] >= start) & (frame.agent != "")]
+    per = final.groupby(["behaviour", "replicate"])["value"].mean().unstack("replicate")
+    return {str(beh): row.reindex(range(cfg.replicates)).tolist() for beh, row in per.iterrows()}
 
 
 def _verdicts(summary: dict[str, Any]) -> list[str]:
@@ -227,7 +233,15 @@ def summary_tables(summary: dict[str, Any]) -> dict[str, pd.DataFrame]:
                           "difference [CI]": stats.Estimate(**est).text(), "verdict": est["verdict"]}
                          for name, metrics in summary["comparisons"].items()
                          for metric, est in metrics.items() if metric in TABLED])
-    return {"mechanisms": mech, "paired_vs_baseline": comp} if len(comp) else {"mechanisms": mech}
+    robust = pd.DataFrame([{"mechanism": label, "behaviour − honest": f"{beh} − honest",
+                            "surplus difference [CI]": stats.Estimate(**est).text(), "verdict": est["verdict"]}
+                           for label, rows in summary.get("robustness", {}).items() for beh, est in rows.items()])
+    tables = {"mechanisms": mech}
+    if len(comp):
+        tables["paired_vs_baseline"] = comp
+    if len(robust):
+        tables["robustness"] = robust
+    return tables
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -299,10 +313,25 @@ def comparison_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Pat
                           offset=(k - (len(behaviours) - 1) / 2) * width, label=beh)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
         ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_ylabel("surplus over outside option, last round (money)")
+        ax.set_ylabel("surplus over outside option,\nmean of the final rounds (money)")
         ax.set_title(f"who gains from the cooperative, by behaviour\n{setting}\n{caption}", fontsize=8)
         ax.legend(fontsize=7)
         paths.append(save(fig, folder / "surplus_by_behaviour.png"))
+
+    robust = summary.get("robustness", {})
+    if robust and any(robust.values()):
+        behaviours = sorted({b for v in robust.values() for b in v})
+        fig, axes = figure(1, len(labels), width=3.2 * len(labels) + 1.5, height=1.2 + 0.45 * len(behaviours),
+                           sharex=False)
+        for k, (ax, label) in enumerate(zip(axes[0], labels, strict=True)):
+            forest(ax, [f"{b} − honest" for b in behaviours] if k == 0 else [""] * len(behaviours),
+                   [robust.get(label, {}).get(b) or {"mean": None, "reason": "absent"} for b in behaviours],
+                   xlabel="surplus difference (money)")
+            ax.set_title(label, fontsize=8)
+        fig.suptitle(f"{setting}\ndoes a behaviour out-earn honest principals? paired per replicate, final rounds; "
+                     f"{caption}; blue: out-earns honest, vermillion: earns less", fontsize=9)
+        fig.tight_layout()
+        paths.append(save(fig, folder / "robustness.png"))
 
     comparisons = summary.get("comparisons", {})
     if comparisons:

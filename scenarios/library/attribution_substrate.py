@@ -1,6 +1,7 @@
 """``attribution-substrate`` (V): does traversal learning attribute credit better than FedAvg?
 
-Members hold equal-sized shares of the data with *known* label-noise levels (``learning.data.Quality``;
+Members hold equal-sized shares of the data with *known* noise levels (``data.noise``: random labels,
+feature noise or duplicated rows, ``learning.data.Quality``;
 true quality = 1 − noise). The same data and initial model are trained twice with an equal number of
 samples processed:
 
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
 from economics.valuation import fedavg_one_step_counterfactual, fedavg_reconstruction_shapley, one_step_counterfactual
+from learning.data import Quality
 from learning.evaluation import accuracy
 from learning.models import build_model
 from learning.params import flat_params, set_flat_params
@@ -48,19 +50,35 @@ FED_ONE = "FedAvg one-step"
 FED_SHAP = "FedAvg reconstruction Shapley"
 
 
+#: how a member's level degrades its rows (``learning.data.Quality``); true quality = 1 − level
+NOISE_KINDS = {"labels": "fraction of labels replaced by a different random label",
+               "features": "Gaussian feature noise with standard deviation 2 × level (features are standardised)",
+               "duplicates": "fraction of rows replaced by duplicates of the member's other rows"}
+
+
+def quality_of(kind: str, level: float) -> Quality:
+    """The data-quality knobs of one member at ``level`` of noise ``kind``."""
+    return {"labels": Quality(label_noise=level), "features": Quality(feature_noise=2.0 * level),
+            "duplicates": Quality(duplicates=level)}[kind]
+
+
 class DataSection(Section):
-    """Data, partition and the members' known label noise."""
+    """Data, partition and the members' known noise levels."""
 
     dataset: Literal["digits", "mnist5k", "synthetic"] = Field("digits", description="offline dataset (SPEC §7)")
     partition: Literal["uni", "pow", "cla", "dirichlet"] = Field("uni", description="how rows are shared")
-    label_noise: list[float] = Field([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5], min_length=2, max_length=12,
-                                     description="fraction of random labels, one per member (true quality = 1 − it)")
+    noise: Literal["labels", "features", "duplicates"] = Field(
+        "labels", description="how each member's level degrades its rows: " + "; ".join(
+            f"{k}: {v}" for k, v in NOISE_KINDS.items()))
+    levels: list[float] = Field([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5], min_length=2, max_length=12,
+                                description="one noise level in [0, 1] per member (true quality = 1 − level; "
+                                            "called label_noise before coopsim 0.2)")
 
-    @field_validator("label_noise")
+    @field_validator("levels")
     @classmethod
     def _fractions(cls, values: list[float]) -> list[float]:
         if any(not 0.0 <= v <= 1.0 for v in values):
-            raise ValueError("every label-noise level must be a fraction in [0, 1]")
+            raise ValueError("every noise level must be a fraction in [0, 1]")
         return values
 
 
@@ -87,17 +105,18 @@ class AttributionConfig(ScenarioConfig):
     def _equal_samples(self) -> AttributionConfig:
         if self.training.epochs % self.training.local_epochs:
             raise ValueError("training.epochs must be a multiple of training.local_epochs (equal samples processed)")
-        if self.fedavg_shapley and len(self.data.label_noise) > 12:
+        if self.fedavg_shapley and len(self.data.levels) > 12:
             raise ValueError("exact Shapley needs at most 12 members")
         return self
 
 
 def _replicate(cfg: AttributionConfig, seed: int, k: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One replicate: train TL and FedAvg on the same data, credit members, correlate with quality."""
-    noise = cfg.data.label_noise
+    noise = cfg.data.levels
     n = len(noise)
     quality = 1.0 - np.asarray(noise)
-    prep = prepare(seed, dataset=cfg.data.dataset, scheme=cfg.data.partition, n_members=n, label_noise=noise)
+    prep = prepare(seed, dataset=cfg.data.dataset, scheme=cfg.data.partition, n_members=n,
+                   qualities=[quality_of(cfg.data.noise, v) for v in noise])
     tr = cfg.training
     hidden = (tr.hidden,) if tr.model == "mlp" else ()
 
@@ -177,7 +196,8 @@ def run(cfg: AttributionConfig, seed: int) -> ScenarioResult:
     finding = "; ".join(f"TL's rank correlation is {words[d.verdict]} {m}'s (paired difference {d.text('{:+.3f}')}, "
                         f"n = {d.n}, {100 * level:.0f}% CI)" for m, d in diffs.items())
     summary = {
-        "intervals": stats.describe(level), "label_noise": cfg.data.label_noise, "replicates": cfg.replicates,
+        "intervals": stats.describe(level), "noise": cfg.data.noise, "levels": cfg.data.levels,
+        "replicates": cfg.replicates,
         "spearman": {m: e.as_dict() for m, e in estimates.items()},
         "spearman_values": spear,
         "tl_minus_fedavg": {m: d.as_dict() for m, d in diffs.items()},

@@ -169,7 +169,8 @@ def test_a_rerun_into_a_folder_replaces_the_earlier_run(cli, tmp_path):
     after = {p.name for p in (out / "figures").glob("*.png")} - {"mine.png"}
     assert after and not before & after and "participation_accuracy.png" in after
     assert (out / "figures" / "mine.png").exists()
-    assert {p.name for p in (out / "tables").glob("*.csv")} == {"mechanisms.csv", "paired_vs_baseline.csv"}
+    assert {p.name for p in (out / "tables").glob("*.csv")} == {"mechanisms.csv", "paired_vs_baseline.csv",
+                                                                       "robustness.csv"}
     assert json.loads((out / "summary.json").read_text())["scenario"] == "quickstart"
     assert (out / "summary.json").stat().st_mtime_ns >= max(p.stat().st_mtime_ns for p in out.rglob("*.png"))
     listed = json.loads((out / "summary.json").read_text())["files"]

@@ -17,7 +17,7 @@ REDUCED = {
     "contracts": ["--set", "two_type.surface_p1=[0.3, 0.7]", "--set", "two_type.surface_n=[2, 6]",
                   "--set", "realisation_draws=300", "--set", "full_constraints=true"],
     "attribution-substrate": ["--set", "replicates=2", "--set", "training.epochs=2", "--set", "training.local_epochs=1",
-                              "--set", "data.label_noise=[0.0, 0.3, 0.6, 0.9]"],
+                              "--set", "data.levels=[0.0, 0.3, 0.6, 0.9]"],
     "value-pluralism": ["--set", "training.epochs=1"],
     "cgsv-fairness": ["--set", 'datasets=["digits"]', "--set", 'partitions=["pow", "cla"]', "--set", "rounds=2",
                       "--set", "betas=[1.0, 2.0]", "--set", "n_samples=400", "--set", "hidden=16",
@@ -27,7 +27,8 @@ REDUCED = {
 
 def test_every_listed_scenario_has_a_reduced_form_here():
     # a scenario added to the library must be added here (sim-based ones included)
-    missing = set(registry()) - set(REDUCED) - {"quickstart", "free-riding", "mechanism-duel"}
+    missing = set(registry()) - set(REDUCED) - {"quickstart", "free-riding", "mechanism-duel",
+                                                                         "adversaries"}
     assert not missing, f"add a reduced form for {sorted(missing)}"
 
 
@@ -145,3 +146,19 @@ def test_cgsv_fairness_tables_and_reference_cells(stored):
             assert v["time_overhead"]["mean"] >= 0
         comp = summary["beta_comparisons"][cell]["CGSV β=2 − CGSV β=1"]
         assert set(comp) == {"average_accuracy", "fairness", "spread_test_samples"}
+
+
+def test_attribution_noise_patterns_map_levels_to_quality_knobs(cli, tmp_path):
+    from learning.data import Quality
+    from scenarios.library.attribution_substrate import quality_of
+
+    assert quality_of("labels", 0.3) == Quality(label_noise=0.3)
+    assert quality_of("features", 0.3) == Quality(feature_noise=0.6)
+    assert quality_of("duplicates", 0.3) == Quality(duplicates=0.3)
+    result = cli("run", "attribution-substrate", "--set", "data.noise=blur", "--out", tmp_path / "bad")
+    assert result.exit_code == 2 and "data.noise" in result.output and not (tmp_path / "bad").exists()
+    out = tmp_path / "dup"
+    result = cli("run", "attribution-substrate", *REDUCED["attribution-substrate"], "--set", "data.noise=duplicates",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["noise"] == "duplicates"

@@ -28,7 +28,7 @@ replicates = 1
 fedavg_shapley = false
 "training.epochs" = 3
 "training.local_epochs" = 1
-"data.label_noise" = [0.0, 0.4, 0.8]
+"data.levels" = [0.0, 0.4, 0.8]
 [grid]
 "training.lr" = [0.2, 0.5]
 """
