@@ -7,13 +7,15 @@ dishonest one. Before a step is applied the coordinator passes the reported piec
 
 1. **Non-finite pieces are excluded**: a piece with any NaN or ±inf entry (or whose norm overflows)
    is replaced by 0 and the member is flagged ``excluded`` (its credit for the round is 0).
-2. **Norm bound relative to the others**: each remaining piece's norm is compared with the median
-   over the members (per contributed row for TL pieces, whose norm grows with the member's rows in
-   the batch; plain norms for FedAvg updates). A piece above ``max_ratio`` × median is rescaled to
-   that bound (``clipped``); its direction is kept. The median is robust while fewer than half the
-   members inflate their pieces.
+2. **Norm bound relative to the others**: each remaining piece's norm is compared with the lower
+   quartile over the members (per contributed row for TL pieces, whose norm grows with the member's
+   rows in the batch; plain norms for FedAvg updates). A piece above ``max_ratio`` × that reference
+   is rescaled to the bound (``clipped``); its direction is kept. The lower quartile stays an honest
+   scale while fewer than three quarters of the members inflate their pieces — members leave, so
+   30% attackers among principals can become a majority among members (the median failed there:
+   measured in ``adversaries``).
 
-Guarantee: the guarded pieces are finite and each has norm ≤ ``max_ratio`` · median (· rows), so
+Guarantee: the guarded pieces are finite and each has norm ≤ ``max_ratio`` · reference (· rows), so
 their sum — the applied update — is bounded by the honest members' scale whatever the others send.
 A guard with a large enough ``max_ratio`` leaves honest pieces untouched, so TL stays exactly
 centralised SGD on honest data (the tests check both).
@@ -38,10 +40,14 @@ class Guarded:
     clipped: np.ndarray
 
 
-def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_ratio: float = 5.0) -> Guarded:
-    """Exclude non-finite pieces and bound each piece's norm by ``max_ratio`` × the median (see the
-    module docstring). ``sizes`` (rows per member in the batch) makes the bound per row; None
-    compares plain norms. Returns new tensors; ``pieces`` is not modified."""
+#: the quantile of the members' (per-row) piece norms that sets the guard's reference scale
+REFERENCE_QUANTILE = 0.25
+
+
+def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_ratio: float = 3.0) -> Guarded:
+    """Exclude non-finite pieces and bound each piece's norm by ``max_ratio`` × the lower quartile of
+    the members' norms (see the module docstring). ``sizes`` (rows per member in the batch) makes the
+    bound per row; None compares plain norms. Returns new tensors; ``pieces`` is not modified."""
     check(max_ratio > 0 and np.isfinite(max_ratio), "max_ratio", max_ratio, "a finite number > 0")
     n = pieces.shape[0]
     norms = pieces.detach().double().norm(dim=1).numpy() if n else np.zeros(0)
@@ -56,7 +62,7 @@ def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_r
     if excluded.any():
         out[torch.from_numpy(excluded)] = 0.0
     if live.size:
-        bound = max_ratio * float(np.median(live)) * rows
+        bound = max_ratio * float(np.quantile(live, REFERENCE_QUANTILE)) * rows
         with np.errstate(invalid="ignore"):
             clipped = ~excluded & (norms > bound)
         if clipped.any():

@@ -94,9 +94,9 @@ class TrainingConfig(_Strict):
     batch_size: PositiveInt = Field(64, description="virtual batch size (TL) / local batch (FedAvg)")
     steps_per_round: PositiveInt = Field(4, description="TL steps per round")
     local_epochs: PositiveInt = Field(1, description="FedAvg local epochs per round")
-    guard_ratio: float | None = Field(5.0, ge=0.0, description="the coordinator's safeguard (learning.guard): a "
+    guard_ratio: float | None = Field(3.0, ge=0.0, description="the coordinator's safeguard (learning.guard): a "
                                       "member's reported piece/update is excluded when non-finite and its norm "
-                                      "(per row, TL) bounded by this × the members' median; 0 turns it off")
+                                      "(per row, TL) bounded by this × the members' lower quartile; 0 turns it off")
     standalone_epochs: PositiveInt = Field(20, description="epochs of each principal's standalone model")
     surrogate_scale: PositiveFloat = Field(50.0, description="surrogate: rows of data per unit of the curve's m")
     surrogate_dim: PositiveInt = Field(16, description="surrogate: dimension of synthetic update vectors")

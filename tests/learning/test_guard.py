@@ -1,5 +1,5 @@
 """The coordinator's safeguard (learning.guard): non-finite pieces excluded, norms bounded relative to
-the members' median, honest training untouched; the shared model stays finite under NaN, inf and
+the members' lower quartile, honest training untouched; the shared model stays finite under NaN, inf and
 1e30 reports on both substrates."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ BAD = {"nan": float("nan"), "inf": float("inf"), "1e30": 1e30}
 
 def test_guard_excludes_non_finite_and_bounds_norms_per_row():
     g = torch.tensor([[3.0, 4.0], [6.0, 8.0], [float("nan"), 1.0], [300.0, 400.0], [0.6, 0.8]])
-    sizes = np.array([1, 2, 1, 1, 1])  # per-row norms 5, 5, –, 500, 1 → median of live rows 5
+    sizes = np.array([1, 2, 1, 1, 1])  # per-row norms 5, 5, –, 500, 1 → lower quartile of live rows 4
     out = guard_pieces(g, sizes, max_ratio=2.0)
     assert out.excluded.tolist() == [False, False, True, False, False]
     assert out.clipped.tolist() == [False, False, False, True, False]
     assert torch.equal(out.pieces[2], torch.zeros(2))
-    assert torch.allclose(out.pieces[3], torch.tensor([6.0, 8.0]))  # 2 × 5 × 1 row, direction kept
+    assert torch.allclose(out.pieces[3], torch.tensor([4.8, 6.4]))  # norm 2 × 4 × 1 row, direction kept
     assert torch.equal(out.pieces[[0, 1, 4]], g[[0, 1, 4]])  # within the bound: untouched
     assert torch.isnan(g[2, 0])  # the input is not modified
 

@@ -21,8 +21,8 @@ def _final_accuracy(cfg) -> float:
 
 
 def test_guard_keeps_most_accuracy_with_30_percent_scaled_attackers():
-    honest = _final_accuracy(_cfg(5.0, behaviours={"honest": 1.0}))
-    guarded = _final_accuracy(_cfg(5.0))
+    honest = _final_accuracy(_cfg(3.0, behaviours={"honest": 1.0}))
+    guarded = _final_accuracy(_cfg(3.0))
     unguarded = _final_accuracy(_cfg(None))
     assert unguarded <= 0.2  # ×1000 pieces push the shared model to chance without the guard
     assert guarded >= 0.85 * honest  # with it the model keeps most of the honest-only accuracy
@@ -34,4 +34,16 @@ def test_divergence_names_the_settings_not_internal_variables():
         CooperativeModel(_cfg(None, scale=1e20), rng=1).run()
     assert info.value.field == "training.guard_ratio" and "gradient_scale" in str(info.value)
     assert "loss_at" not in str(info.value)
-    _final_accuracy(_cfg(5.0, scale=1e20))  # the guard makes the same attack harmless to the run
+    _final_accuracy(_cfg(3.0, scale=1e20))  # the guard makes the same attack harmless to the run
+
+
+def test_guard_holds_when_attackers_become_the_majority_of_members():
+    """Honest principals leave under attack; 30% attackers among principals can then be most of the
+    members. The guard's reference (the lower quartile of the members' piece norms) still holds."""
+    mixed = {"honest": 0.5, "scaled_gradient": 0.3, "label_flip": 0.1, "free_rider": 0.1}
+    cfg = _cfg(3.0, behaviours=mixed)
+    cfg["population"]["strategy"] = "best_response"
+    cfg["rounds"] = 10
+    honest = _cfg(3.0, behaviours={"honest": 1.0})
+    honest["rounds"] = 10
+    assert _final_accuracy(cfg) >= 0.8 * _final_accuracy(honest)
