@@ -180,14 +180,16 @@ def estimate(values: Iterable[float | None], *, level: float = DEFAULT_LEVEL, ve
 
 
 def paired(a: Iterable[float | None], b: Iterable[float | None], *, level: float = DEFAULT_LEVEL,
-           seed: int = 0) -> Estimate:
+           seed: int = 0, bounds: tuple[float, float] | None = None) -> Estimate:
     """Mean of the per-replicate differences ``a_k − b_k`` of two arms sharing seeds, with its
-    interval and verdict (a replicate where either arm is undefined is left out)."""
+    interval and verdict (a replicate where either arm is undefined is left out). ``bounds`` is the
+    range of the compared quantity; the difference's interval is clipped to ``[lo − hi, hi − lo]``."""
     xa = np.array([np.nan if v is None else v for v in a], dtype=float)
     xb = np.array([np.nan if v is None else v for v in b], dtype=float)
     if xa.shape != xb.shape:
         raise InputError("paired", f"{xa.size} vs {xb.size} replicates", "two arms with the same replicates")
-    return estimate(xa - xb, level=level, verdict=True, seed=seed,
+    diff_bounds = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+    return estimate(xa - xb, level=level, verdict=True, seed=seed, bounds=diff_bounds,
                     undefined_reason="undefined in every replicate of one of the arms")
 
 

@@ -114,6 +114,10 @@ class MechanismConfig(_Strict):
     beta: PositiveFloat = Field(1.0, description="CGSV download temperature β (C5)")
     reputation_alpha: float = Field(0.95, ge=0.0, lt=1.0, description="CGSV reputation moving average (C4)")
     gamma: PositiveFloat = Field(0.5, description="CGSV update norm Γ")
+    cgsv_download: Literal["change", "aggregate"] = Field(
+        "change", description="CGSV: what a member's reward model downloads (C5): the top-q part of the shared "
+                              "model's actual change this round (ours, the default), or of the Γ-normalised "
+                              "aggregate u_N as in the paper's protocol")
     contract_types: PositiveInt = Field(3, description="contracts: cost types the coordinator believes in")
     contract_capacity_quantile: float = Field(0.5, ge=0.0, le=1.0, description="contracts: no item asks for "
                                               "more rows than this quantile of the pools")

@@ -138,7 +138,9 @@ class CGSVMechanism(Mechanism):
         self.last_shares = dict(zip(ids, rnd.shares.tolist(), strict=True))
         if hasattr(backend, "theta"):  # real training: download the top-q part of the shared model's change
             theta = backend.theta
-            change = backend.split_tensors(theta - self._theta_before)
+            # ours: the model's actual change (TL trains the shared model); the paper's protocol: u_N (C1)
+            step = theta - self._theta_before if self.config.cgsv_download == "change" else rnd.u_n
+            change = backend.split_tensors(step)
             self._theta_before = theta
             rows_out = []
             for i, q in zip(ids, rnd.shares, strict=True):

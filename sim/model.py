@@ -9,8 +9,9 @@ of a decision period principals learn from the period's payoff; the ``DataCollec
 
 A caution the sandbox makes visible rather than hides: the one-step counterfactual (V3) scores each
 admissible piece alone, so a delegate that reports a scaled gradient can earn more credit than an
-honest one while it destabilises training (see ``mechanism-duel``); value filters bound what an
-honest delegate sends, not what a dishonest one reports.
+honest one (see ``adversaries``); value filters bound what an honest delegate sends, not what a
+dishonest one reports. The coordinator's guard (``training.guard_ratio``, ``learning.guard``) keeps
+such pieces from destabilising training, but a clipped piece may still out-earn an honest one.
 """
 
 from __future__ import annotations

@@ -188,7 +188,8 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
                 for beh, v in per_behaviour.items() if beh != "honest"}
     out["free_rider_profit"] = {label: out["mechanisms"][label]["free_rider_profit"] for label in labels}
     out["comparisons"] = {
-        f"{label} − {base}": {metric: stats.paired(column(label, metric), column(base, metric), level=level).as_dict()
+        f"{label} − {base}": {metric: stats.paired(column(label, metric), column(base, metric), level=level,
+                                                   bounds=BOUNDS.get(metric)).as_dict()
                              for metric in COMPARED}
         for label in labels if label != base}
     out["verdicts"] = _verdicts(out)

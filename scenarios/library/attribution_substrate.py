@@ -189,7 +189,7 @@ def run(cfg: AttributionConfig, seed: int) -> ScenarioResult:
     undefined = "credit or quality constant across members in every replicate"
     estimates = {m: stats.estimate(v, level=level, undefined_reason=undefined, bounds=(-1.0, 1.0))
                  for m, v in spear.items()}
-    diffs = {m: stats.paired(spear[TL], spear[m], level=level) for m in methods if m != TL}
+    diffs = {m: stats.paired(spear[TL], spear[m], level=level, bounds=(-1.0, 1.0)) for m in methods if m != TL}
     accuracy_est = {s: stats.estimate([r["test_accuracy"][s] for r in reps], level=level, bounds=(0.0, 1.0))
                     for s in ("TL", "FedAvg")}
     words = {"positive": "higher than", "negative": "lower than", "inconclusive": "not distinguishable from"}

@@ -382,7 +382,8 @@ def _beta_comparisons(per: dict[str, dict[str, dict[str, list[float]]]], cfg: CG
         for b in betas[1:]:
             label = f"CGSV β={b:g}"
             out.setdefault(cell, {})[f"{label} − {ref}"] = {
-                key: stats.paired(methods[label][key], methods[ref][key], level=level).as_dict()
+                key: stats.paired(methods[label][key], methods[ref][key], level=level,
+                                  bounds=CELL_METRICS[key]).as_dict()
                 for key in ("average_accuracy", "fairness", "spread_test_samples")}
     return out
 
