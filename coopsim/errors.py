@@ -20,6 +20,17 @@ class InputError(ValueError):
         super().__init__(f"{field}={_short(value)}: {allowed}")
 
 
+class InputErrors(InputError):
+    """Several problems in one input (a scenario file and its ``--set`` values): each is an
+    :class:`InputError`, all are reported at once. ``field`` etc. are the first one's."""
+
+    def __init__(self, errors: list[InputError]) -> None:
+        first = errors[0]
+        self.errors = list(errors)
+        ValueError.__init__(self, f"{len(errors)} problems:\n" + "\n".join(f"  - {e}" for e in errors))
+        self.field, self.value, self.allowed = first.field, first.value, first.allowed
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

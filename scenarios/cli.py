@@ -50,6 +50,10 @@ def _exit_codes() -> Iterator[None]:
         yield
     except (typer.Exit, typer.Abort):
         raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted (Ctrl-C): nothing half-written is left; a sweep keeps every finished run, "
+                          "so rerunning the same command resumes it; a single run starts again", highlight=False)
+        raise typer.Exit(130) from None
     except (InputError, ValidationError) as exc:
         _print_error(exc)
         raise typer.Exit(2) from None

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from coopsim.errors import InputError
+from coopsim.errors import InputError, InputErrors
 
 #: The top-level key of a scenario file that names its scenario (not a configuration field).
 SCENARIO_KEY = "scenario"
@@ -106,8 +106,9 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def validate(cls: type[C], data: Mapping[str, Any], *, prefix: str = "") -> C:
-    """``cls.model_validate(data)``, turning the first pydantic error into an :class:`InputError`
-    that names the dotted field, the value received and what is allowed."""
+    """``cls.model_validate(data)``, turning every pydantic error into an :class:`InputError` that
+    names the dotted field, the value received and what is allowed (several at once as
+    :class:`~coopsim.errors.InputErrors`)."""
     try:
         return cls.model_validate(dict(data))
     except ValidationError as exc:
@@ -115,22 +116,29 @@ def validate(cls: type[C], data: Mapping[str, Any], *, prefix: str = "") -> C:
 
 
 def as_input_error(exc: ValidationError, cls: type[BaseModel], prefix: str = "") -> InputError:
-    """The first error of a pydantic ``ValidationError`` as an :class:`InputError`."""
-    err = exc.errors(include_url=False)[0]
+    """Every error of a pydantic ``ValidationError`` as an :class:`InputError` (one) or
+    :class:`~coopsim.errors.InputErrors` (several, each named)."""
+    errors = [_one_error(err, cls, prefix) for err in exc.errors(include_url=False)]
+    unique = list({str(e): e for e in errors}.values())
+    return unique[0] if len(unique) == 1 else InputErrors(unique)
+
+
+def _one_error(err: Any, cls: type[BaseModel], prefix: str) -> InputError:
     loc = [str(p) for p in err["loc"]]
     inner = err.get("ctx", {}).get("error")
     if isinstance(inner, InputError):  # a validator's own error: its field is relative to its model
         head = loc[:-1] if loc and inner.field.split(".")[0] == loc[-1] else loc
         return InputError(prefix + ".".join([*head, inner.field]), inner.value, inner.allowed)
     field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or cls.__name__)
+    if err["type"] == "missing":
+        return InputError(field, "(missing)", "a value: this field is required")
     if err["type"] == "value_error" and isinstance(err.get("input"), Mapping):
         # a model-level check: its message names the fields; the whole section's values would drown it
         return InputError(field, "(these settings)", str(err["msg"]).removeprefix("Value error, "))
     if err["type"] == "extra_forbidden":
         allowed = sorted(_fields_at(cls, loc[:-1]))
         return InputError(field, err.get("input"), f"unknown field; allowed here: {', '.join(allowed) or '(none)'}")
-    extra = f" ({len(exc.errors())} errors in all)" if exc.error_count() > 1 else ""
-    return InputError(field, err.get("input"), f"{err['msg']}{extra}")
+    return InputError(field, err.get("input"), str(err["msg"]))
 
 
 def _fields_at(cls: type[BaseModel], loc: list[str]) -> list[str]:
@@ -142,17 +150,17 @@ def _fields_at(cls: type[BaseModel], loc: list[str]) -> list[str]:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []
-        model = _model_type(field.annotation)
+        model = model_type(field.annotation)
         if model is None:
             return []
     return list(getattr(model, "model_fields", {}))
 
 
-def _model_type(annotation: Any) -> type[BaseModel] | None:
+def model_type(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()):
-        found = _model_type(arg)
+        found = model_type(arg)
         if found is not None:
             return found
     return None
@@ -177,7 +185,7 @@ def undocumented_fields(cls: type[BaseModel], prefix: str = "", *, own_only: boo
     for name, field in cls.model_fields.items():
         if field.is_required() or not field.description:
             missing.append(prefix + name)
-        nested = _model_type(field.annotation)
+        nested = model_type(field.annotation)
         if nested is not None and (not own_only or issubclass(nested, Section)):
             missing += undocumented_fields(nested, f"{prefix}{name}.", own_only=own_only)
     return missing

@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from coopsim.errors import InputError
-from scenarios.config import SCENARIO_KEY, ScenarioConfig, apply_overrides, read_toml, validate
+from scenarios.config import SCENARIO_KEY, ScenarioConfig, apply_overrides, model_type, read_toml, validate
 from scenarios.result import ScenarioResult
 
 RunFn = Callable[[Any, int], ScenarioResult]
@@ -105,11 +105,16 @@ def get(name: str) -> Scenario:
     return scenarios[name]
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], top: dict[str, Any], model: type | None) -> dict[str, Any]:
+    """The user's file over the library defaults: a table that is a configuration section
+    (a pydantic model) is merged key by key; any other value — a mapping such as
+    ``behaviours = { honest = 1.0 }`` included — replaces the default whole."""
     out = dict(base)
+    fields = getattr(model, "model_fields", {})
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        section = model_type(fields[key].annotation) if key in fields else None
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and section is not None:
+            out[key] = _merge(out[key], value, section)
         else:
             out[key] = value
     return out
@@ -139,7 +144,7 @@ def resolve(target: str, overrides: list[str] | tuple[str, ...] = (), seed: int 
             raise InputError(SCENARIO_KEY, name, f"a scenario name in {target} (one of {sorted(registry())})")
         scen = get(name)
         label = Path(target).stem
-        data = _merge(scen.defaults(), data)
+        data = _merge(scen.defaults(), data, scen.config)
     else:
         scen = get(target)
         label = scen.name

@@ -49,11 +49,14 @@ from scenarios.result import read_parquet, write_parquet
 class SweepFile(Section):
     """A sweep: base scenario, fixed overrides, grid and repeats."""
 
-    scenario: str = Field("contracts", description="scenario name, or path of a scenario TOML file")
+    scenario: str = Field(description="scenario name, or path of a scenario TOML file (required: an empty "
+                                      "sweep file is an error)")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="root seed: SeedSequence(seed) spawns every run's seed")
     repeats: int = Field(1, ge=1, le=10_000, description="independent seeds per grid point")
     common_seeds: bool = Field(False, description="same seed for repeat r at every grid point (paired design)")
     ci_level: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the intervals over repeats")
+    allow_large: bool = Field(False, description=f"plan more than {10_000:,} runs (each is validated and stored "
+                                                 "as its own file)")
     base: dict[str, Any] = Field(default_factory=dict, description="fixed overrides, dotted keys or nested tables")
     grid: dict[str, Any] = Field(default_factory=dict, description="dotted key → list of values (Cartesian product)")
 
@@ -78,6 +81,7 @@ class SweepFile(Section):
 
 
 MAX_SWEEP_FIGURES = 12
+MAX_SWEEP_RUNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,11 @@ def plan(sweep: SweepFile, sweep_path: Path) -> list[RunSpec]:
         target = str(candidate if candidate.is_absolute() else (Path(sweep_path).parent / candidate))
     base = flatten(sweep.base)
     keys = list(sweep.grid)
+    n_runs = int(np.prod([len(sweep.grid[k]) for k in keys], dtype=object)) * sweep.repeats
+    if n_runs > MAX_SWEEP_RUNS and not sweep.allow_large:
+        raise InputError("grid", f"{n_runs:,} runs", f"at most {MAX_SWEEP_RUNS:,} runs (grid points × repeats; each "
+                         f"run is validated, run and stored as its own file): shrink the grid or repeats, or set "
+                         f"allow_large = true")
     points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(sweep.grid[k] for k in keys))]
     seeds = run_seeds(sweep.seed, len(points), sweep.repeats, sweep.common_seeds)
     specs = []

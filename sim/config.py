@@ -32,10 +32,20 @@ class ProfileShare(_Strict):
     profile: ValueProfileSpec = Field(default_factory=ValueProfileSpec, description="the value profile")
 
 
+#: upper bounds on counts (overridable only where the field says so)
+MAX_PRINCIPALS = 1_000_000
+MAX_ROUNDS = 1_000_000
+MAX_HOURS = 12.0
+#: measured cost of one principal-round (benchmarks/bench_sim.py: surrogate 6–22 µs per agent-step at
+#: 10,000 principals; real: about 17 ms per 20-member round, under 1 ms per member-round)
+SECONDS_PER_AGENT_ROUND = {"surrogate": 25e-6, "real": 1e-3}
+
+
 class PopulationConfig(_Strict):
     """Who the principals are."""
 
-    n_principals: PositiveInt = Field(20, description="number of principals (sybil identities add agents)")
+    n_principals: PositiveInt = Field(20, le=MAX_PRINCIPALS, description="number of principals (sybil identities add "
+                                      f"agents); at most {MAX_PRINCIPALS:,} (memory: each is a Mesa agent)")
     behaviours: dict[str, float] = Field(default_factory=lambda: {"honest": 1.0},
                                          description=f"share of each behaviour type, from {list(BEHAVIOURS)}")
     strategy: Literal[STRATEGIES] = Field("best_response", description="how adaptive principals choose actions")
@@ -131,9 +141,11 @@ class CooperativeConfig(_Strict):
     population: PopulationConfig = Field(default_factory=PopulationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mechanism: MechanismConfig = Field(default_factory=MechanismConfig)
-    rounds: PositiveInt = Field(50, description="rounds to run")
-    decision_period: PositiveInt = Field(1, description="rounds between principals' decisions")
+    rounds: PositiveInt = Field(50, le=MAX_ROUNDS, description=f"rounds to run (at most {MAX_ROUNDS:,})")
+    decision_period: PositiveInt = Field(1, le=MAX_ROUNDS, description="rounds between principals' decisions")
     collect_agents: bool = Field(True, description="record agent-level reporters every round")
+    allow_long_runs: bool = Field(False, description="run even when the estimated time exceeds "
+                                                     f"{MAX_HOURS:g} hours on a 2-core machine")
 
     @model_validator(mode="after")
     def _check(self) -> CooperativeConfig:
@@ -153,4 +165,18 @@ class CooperativeConfig(_Strict):
         if self.mechanism.kind == "contracts" and self.population.unit_cost[0] <= 0:
             raise InputError("population.unit_cost", self.population.unit_cost,
                              "a range with low > 0 under contracts (cost types are divided by)")
+        hours = self.estimated_hours()
+        if hours > MAX_HOURS and not self.allow_long_runs:
+            raise InputError("rounds", self.rounds,
+                             f"a run this machine finishes in under {MAX_HOURS:g} hours: {self.rounds:,} rounds × "
+                             f"{self.population.n_principals:,} principals in {self.training.mode} mode is about "
+                             f"{hours:,.0f} hours (measured: {SECONDS_PER_AGENT_ROUND[self.training.mode] * 1e6:g} µs "
+                             f"per principal-round); lower rounds or population.n_principals, or set "
+                             f"allow_long_runs = true")
         return self
+
+    def estimated_hours(self) -> float:
+        """Wall time of one run on a 2-core machine, from the benchmarks' measured cost per
+        principal-round (``benchmarks/bench_sim.py``)."""
+        agent_rounds = self.rounds * self.population.n_principals
+        return agent_rounds * SECONDS_PER_AGENT_ROUND[self.training.mode] / 3600.0

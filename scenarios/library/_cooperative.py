@@ -23,6 +23,7 @@ from scenarios.figures import OKABE_ITO, estimate_band, estimate_bars, figure, f
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
 from sim import CooperativeConfig, CooperativeModel, MechanismConfig
+from sim.config import MAX_HOURS
 
 #: model reporters compared across mechanisms (time series and end-of-run means)
 SERIES = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit", "free_rider_profit_members",
@@ -64,6 +65,15 @@ class CooperativeScenarioConfig(ScenarioConfig):
             raise InputError("mechanisms", labels, "distinct labels (each names one arm of the comparison)")
         if self.baseline is not None and self.baseline not in labels:
             raise InputError("baseline", self.baseline, f"one of the mechanisms' labels: {labels}")
+        runs = len(self.mechanisms) * self.replicates
+        hours = self.cooperative.estimated_hours() * runs
+        if hours > MAX_HOURS and not self.cooperative.allow_long_runs:
+            raise InputError("replicates", self.replicates,
+                             f"a scenario this machine finishes in under {MAX_HOURS:g} hours: {runs} runs "
+                             f"({len(self.mechanisms)} mechanisms × {self.replicates} replicates) of "
+                             f"{self.cooperative.rounds:,} rounds × {self.cooperative.population.n_principals:,} "
+                             f"principals is about {hours:,.1f} hours; lower replicates, rounds or principals, or "
+                             f"set cooperative.allow_long_runs = true")
         return self
 
     @field_serializer("cooperative")
