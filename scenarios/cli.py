@@ -154,6 +154,8 @@ def sweep(
     out: Annotated[Path | None, typer.Option(help="output folder (default results/sweeps/<file stem>/)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     connect_timeout: Annotated[float, typer.Option(help="seconds to wait for the Dask scheduler", min=0.1)] = 20.0,
+    combine_only: Annotated[bool, typer.Option(help="run nothing: rebuild results, summary and figures from the "
+                                                    "run files already stored")] = False,
 ) -> None:
     """Run a scenario over a grid × repeats; resumable (finished runs are skipped)."""
     with _exit_codes():
@@ -161,10 +163,15 @@ def sweep(
 
         started = time.perf_counter()
         done = run_sweep(sweep_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
-                         connect_timeout=connect_timeout)
-        console.print(f"{len(done.specs)} runs: {done.ran} ran now, {done.reused} reused from earlier "
-                      f"({time.perf_counter() - started:.1f} s)")
-        console.print(f"runs:    {(done.out / 'runs').resolve()}")
+                         connect_timeout=connect_timeout, combine_only=combine_only)
+        s = done.summary
+        console.print(f"{len(done.specs)} runs: {done.ran} ran now, {done.reused} reused from earlier, "
+                      f"{s['n_failed']} failed, {s['n_missing']} missing ({time.perf_counter() - started:.1f} s)")
+        for failure in s["failed"][:5]:
+            err_console.print(f"failed: {failure['run_id']}: {failure['error']}", highlight=False, markup=False)
+        if s["n_failed"] or s["n_missing"]:
+            console.print("rerun the same command to retry the failed and missing runs")
+        console.print(f"runs:    {(done.out / 'runs').resolve()} (table: runs.parquet)")
         console.print(f"results: {(done.out / 'results.parquet').resolve()}")
         console.print(f"summary: {(done.out / 'summary.json').resolve()}")
         console.print(f"figures: {(done.out / 'figures').resolve()} ({len(done.figures)} PNG)")

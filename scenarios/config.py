@@ -178,6 +178,24 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def flatten_sections(data: Mapping[str, Any], model: type | None, prefix: str = "") -> dict[str, Any]:
+    """Like :func:`flatten`, but a table is split into dotted keys only where it is a configuration
+    section of ``model`` (a pydantic model); any other mapping (e.g. ``behaviours``) stays one value,
+    so that it replaces the default mapping instead of being merged into it."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        node: Any = model
+        for part in key.split("."):
+            field = getattr(node, "model_fields", {}).get(part)
+            node = model_type(field.annotation) if field is not None else None
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and node is not None:
+            out.update(flatten_sections(value, node, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
 def undocumented_fields(cls: type[BaseModel], prefix: str = "", *, own_only: bool = True) -> list[str]:
     """Fields (dotted) of ``cls`` and its nested :class:`Section` models that lack a default or a
     description (used by the tests to hold every scenario to the rule)."""

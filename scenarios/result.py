@@ -67,11 +67,11 @@ def tidy(frame: pd.DataFrame, *, run_id: str, seed: int, params: dict[str, Any] 
     extra = [c for c in df.columns if c not in KEY_COLUMNS]
     df = df[[*KEY_COLUMNS, *extra]]
     for key, value in flatten(params or {}).items():
-        df[PARAM_PREFIX + key] = _param_value(value)
+        df[PARAM_PREFIX + key] = param_value(value)
     return df.reset_index(drop=True)
 
 
-def _param_value(value: Any) -> Any:
+def param_value(value: Any) -> Any:
     """Scalars stay scalars; lists and tables become JSON text (one type per column)."""
     if isinstance(value, bool | int | float | str):
         return value

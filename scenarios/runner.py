@@ -89,8 +89,14 @@ def redraw(folder: Path) -> list[Path]:
         summary = json.loads(summary_path.read_text())
     except (ValueError, OSError) as exc:
         raise InputError("RESULTS_DIR", str(folder), f"a readable summary.json ({exc})") from None
-    try:
-        frame, _ = read_parquet(results_path)
+    try:  # a sweep's figures come from its summary: its (possibly large) table is only checked
+        if summary.get("kind") == "sweep":
+            import pyarrow.parquet as pq
+
+            pq.read_schema(results_path)
+            frame = pd.DataFrame()
+        else:
+            frame, _ = read_parquet(results_path)
     except Exception as exc:  # pyarrow raises its own types for a truncated or foreign file
         raise InputError("RESULTS_DIR", str(folder), f"a readable results.parquet ({exc})") from None
     if _version(summary.get("coopsim_version", "0.0")) < (0, 2):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +41,10 @@ from pydantic import Field, field_validator
 import coopsim
 from coopsim.errors import InputError
 from scenarios import stats
-from scenarios.config import Section, flatten, read_toml, validate
-from scenarios.io import owned_files, prepare_folder, remove_stale, write_json
+from scenarios.config import Section, flatten, flatten_sections, read_toml, validate
+from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, write_json
 from scenarios.registry import get, resolve
-from scenarios.result import read_parquet, write_parquet
+from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, write_parquet
 
 
 class SweepFile(Section):
@@ -123,7 +124,8 @@ def plan(sweep: SweepFile, sweep_path: Path) -> list[RunSpec]:
     if target.endswith(".toml"):
         candidate = Path(target)
         target = str(candidate if candidate.is_absolute() else (Path(sweep_path).parent / candidate))
-    base = flatten(sweep.base)
+    scenario_config = resolve(target).scenario.config
+    base = flatten_sections(sweep.base, scenario_config)
     keys = list(sweep.grid)
     n_runs = int(np.prod([len(sweep.grid[k]) for k in keys], dtype=object)) * sweep.repeats
     if n_runs > MAX_SWEEP_RUNS and not sweep.allow_large:
@@ -143,20 +145,69 @@ def plan(sweep: SweepFile, sweep_path: Path) -> list[RunSpec]:
     return specs
 
 
-def run_task(spec: RunSpec) -> tuple[str, pd.DataFrame, dict[str, Any]]:
-    """Run one planned run (on a worker); returns its tidy frame and summary. Writes nothing.
-    Workers use one torch thread each (several workers share the cores)."""
+def run_task(spec: RunSpec) -> tuple[str, pd.DataFrame | None, dict[str, Any]]:
+    """Run one planned run (on a worker); returns its narrow frame (:func:`narrow`) and summary, or
+    ``None`` and ``{"error": …}`` when the run failed (the sweep records it and goes on). Writes
+    nothing. Workers use one torch thread each (several workers share the cores) and die with the
+    coordinator (:func:`_die_with_parent`)."""
+    import traceback
+
     import torch
 
     from scenarios.runner import execute
 
+    _die_with_parent()
     torch.set_num_threads(1)
-    resolved = resolve(spec.target, seed=spec.seed, assignments=spec.assignments)
-    frame, summary, _ = execute(resolved, run_id=spec.run_id)
+    try:
+        resolved = resolve(spec.target, seed=spec.seed, assignments=spec.assignments)
+        frame, summary, _ = execute(resolved, run_id=spec.run_id)
+    except Exception as exc:  # one failed run must not stop the others
+        return spec.run_id, None, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     frame.insert(2, "repeat", np.int64(spec.repeat))
     frame.insert(3, "point", np.int64(spec.point_index))
     summary.update(point=spec.point_index, repeat=spec.repeat, grid=spec.point)
-    return spec.run_id, frame, summary
+    return spec.run_id, narrow(frame), summary
+
+
+def narrow(frame: pd.DataFrame) -> pd.DataFrame:
+    """A run's rows as stored in a sweep: the ``param.*`` columns dropped (a run's parameters are
+    constant: they live once in its summary and in ``runs.parquet``) and text keys categorical
+    (dictionary-encoded in parquet), so a run's file and its rows in memory stay small."""
+    out = frame.drop(columns=[c for c in frame.columns if c.startswith(PARAM_PREFIX)])
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].astype("category")
+    return out
+
+
+#: set by a sweep's coordinator for its local worker processes (they inherit the environment)
+COORDINATOR_ENV = "COOPSIM_SWEEP_COORDINATOR"
+
+
+def _die_with_parent() -> None:
+    """A local worker process exits when the coordinator that started it dies (its parent process
+    changes), so a killed coordinator leaves no workers holding memory. A daemon thread checks once a
+    second; no-op in the coordinator itself and on Dask workers, which the user started."""
+    import os
+    import threading
+
+    global _WATCHING
+    coordinator = os.environ.get(COORDINATOR_ENV)
+    if _WATCHING or coordinator is None or coordinator == str(os.getpid()):
+        return
+    _WATCHING = True
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:  # re-parented: the coordinator is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="coopsim-watch-coordinator", daemon=True).start()
+
+
+_WATCHING = False
 
 
 def _local(todo: list[RunSpec], workers: int) -> Iterator[tuple[str, pd.DataFrame, dict[str, Any]]]:
@@ -164,8 +215,11 @@ def _local(todo: list[RunSpec], workers: int) -> Iterator[tuple[str, pd.DataFram
         for spec in todo:
             yield run_task(spec)
         return
+    import os
+
     from joblib import Parallel, delayed
 
+    os.environ[COORDINATOR_ENV] = str(os.getpid())  # inherited by the workers: see _die_with_parent
     yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(run_task)(s) for s in todo)
 
 
@@ -202,15 +256,17 @@ class SweepOutcome:
     specs: list[RunSpec]
     ran: int
     reused: int
-    frame: pd.DataFrame
+    failed: int
     summary: dict[str, Any]
     figures: list[Path]
 
 
 def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, scheduler: str | None = None,
-              progress: bool = True, connect_timeout: float = 20.0) -> SweepOutcome:
+              progress: bool = True, connect_timeout: float = 20.0, combine_only: bool = False) -> SweepOutcome:
     """Plan, run the missing runs (joblib with ``workers`` processes, or the Dask scheduler at
-    ``scheduler``), write each as it finishes, then rebuild the combined results and figures."""
+    ``scheduler``), write each as it finishes (a failed run as ``runs/<id>.failed.json``, retried
+    on the next start), then rebuild the combined results and figures out of core.
+    ``combine_only`` skips running: it rebuilds from the run files already stored."""
     if workers < 1:
         raise InputError("--workers", workers, "an integer ≥ 1")
     path = Path(path)
@@ -224,21 +280,27 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
     write_json(out / "sweep.json", {"sweep": sweep.model_dump(mode="json"), "source": str(path),
                                     "runs": [vars(s) for s in specs]})
     done = {p.stem for p in runs.glob("*.parquet")}
-    todo = [s for s in specs if s.run_id not in done]
-    stream = _dask(todo, scheduler, connect_timeout) if scheduler else _local(todo, workers)
-    ran = 0
-    with _progress(progress, len(specs), len(specs) - len(todo)) as advance:
-        for run_id, frame, summary in stream:
-            write_parquet(runs / f"{run_id}.parquet", frame, summary)
-            ran += 1
-            advance()
+    todo = [] if combine_only else [s for s in specs if s.run_id not in done]
+    ran = failed = 0
+    if todo:
+        stream = _dask(todo, scheduler, connect_timeout) if scheduler else _local(todo, workers)
+        with _progress(progress, len(specs), len(specs) - len(todo)) as advance:
+            for run_id, frame, summary in stream:
+                if frame is None:
+                    write_json(runs / f"{run_id}.failed.json", summary)
+                    failed += 1
+                else:
+                    write_parquet(runs / f"{run_id}.parquet", frame, summary)
+                    (runs / f"{run_id}.failed.json").unlink(missing_ok=True)
+                    ran += 1
+                advance()
     previous = owned_files(out)
     (out / "summary.json").unlink(missing_ok=True)
-    frame, summary = combine(out, specs, sweep)
-    figures = sweep_figures(frame, summary, out / "figures")
-    summary["files"] = remove_stale(out, previous, [out / "results.parquet", *figures])
+    summary = combine(out, specs, sweep)
+    figures = sweep_figures(pd.DataFrame(), summary, out / "figures")
+    summary["files"] = remove_stale(out, previous, [out / "results.parquet", out / "runs.parquet", *figures])
     write_json(out / "summary.json", summary)  # last: a folder holding summary.json is complete
-    return SweepOutcome(out, specs, ran, len(specs) - len(todo), frame, summary, figures)
+    return SweepOutcome(out, specs, ran, len(done & {s.run_id for s in specs}), failed, summary, figures)
 
 
 class _progress:
@@ -265,27 +327,113 @@ class _progress:
             self.bar.stop()
 
 
-def combine(out: Path, specs: list[RunSpec], sweep: SweepFile) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Rebuild ``results.parquet`` and the sweep's summary (returned; the caller writes it) from the
-    run files of this plan (plan order): every run's headline numbers, and per grid point each
-    number's mean over repeats with its interval (``scenarios.stats``), compared with the first grid
-    point (paired per repeat with ``common_seeds``, else unpaired)."""
-    frames, runs = [], []
+def combine(out: Path, specs: list[RunSpec], sweep: SweepFile) -> dict[str, Any]:
+    """Rebuild ``results.parquet`` (every finished run's rows, streamed one run at a time: memory
+    stays that of one run however many there are), ``runs.parquet`` (one row per planned run:
+    status, seed, grid point, parameters, error) and the sweep's summary (returned; the caller
+    writes it): every run's headline numbers, and per grid point each number's mean over repeats
+    with its interval (``scenarios.stats``), compared with the first grid point (paired per repeat
+    with ``common_seeds``, else unpaired). Runs that failed or are missing are counted and left out."""
     name = get_name(specs)
     headline = get(name).headline if name else ()
-    for spec in specs:
-        frame, summary = read_parquet(out / "runs" / f"{spec.run_id}.parquet")
-        frames.append(frame)
-        summary = summary or {}
-        runs.append({"run_id": spec.run_id, "point": spec.point_index, "repeat": spec.repeat, "seed": spec.seed,
-                     "grid": spec.point, "metrics": headline_numbers(summary, headline)})
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    write_parquet(out / "results.parquet", frame)
-    summary = {"kind": "sweep", "scenario": name, "coopsim_version": coopsim.__version__, "grid": sweep.grid,
-               "repeats": sweep.repeats,
-               "seed": sweep.seed, "common_seeds": sweep.common_seeds, "n_runs": len(specs),
-               "intervals": stats.describe(sweep.ci_level), **point_estimates(runs, sweep), "runs": runs}
-    return frame, summary
+    run_dir = out / "runs"
+    finished = [s for s in specs if (run_dir / f"{s.run_id}.parquet").is_file()]
+    summaries = {s.run_id: read_summary(run_dir / f"{s.run_id}.parquet") for s in finished}
+    stream_results(out / "results.parquet", [run_dir / f"{s.run_id}.parquet" for s in finished])
+    failures = {s.run_id: _failure(run_dir / f"{s.run_id}.failed.json") for s in specs if s.run_id not in summaries}
+    write_runs_table(out / "runs.parquet", specs, summaries, failures)
+    runs = [{"run_id": s.run_id, "point": s.point_index, "repeat": s.repeat, "seed": s.seed, "grid": s.point,
+             "metrics": headline_numbers(summaries[s.run_id], headline)} for s in finished]
+    failed = [{"run_id": k, "error": v} for k, v in failures.items() if v is not None]
+    return {"kind": "sweep", "scenario": name, "coopsim_version": coopsim.__version__, "grid": sweep.grid,
+            "repeats": sweep.repeats, "seed": sweep.seed, "common_seeds": sweep.common_seeds, "n_runs": len(specs),
+            "n_finished": len(finished), "n_failed": len(failed), "n_missing": len(specs) - len(finished) - len(failed),
+            "failed": failed, "intervals": stats.describe(sweep.ci_level), **point_estimates(runs, sweep),
+            "runs": runs}
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run file's summary from its parquet metadata, without reading its rows."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(SUMMARY_META)
+    return json.loads(raw) if raw else {}
+
+
+def _failure(path: Path) -> str | None:
+    try:
+        return str(json.loads(path.read_text()).get("error", "failed"))
+    except (OSError, ValueError):
+        return None
+
+
+def stream_results(path: Path, files: list[Path]) -> Path:
+    """Concatenate run files into one parquet file, one run at a time, under one schema: key
+    columns first, text columns dictionary-encoded, a column missing from a run filled with nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(f) for f in files]
+    names: list[str] = []
+    for sch in schemas:
+        names += [n for n in sch.names if n not in names]
+    fields = [pa.field(n, _column_type([sch.field(n).type for sch in schemas if n in sch.names])) for n in names]
+    schema = pa.schema(fields)
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for f in files:
+                writer.write_table(_conform(pq.read_table(f), schema))
+
+    return atomic_write(Path(path), write)
+
+
+def _column_type(types: list[Any]) -> Any:
+    import pyarrow as pa
+
+    known = [t for t in types if not pa.types.is_null(t)]
+    text = [t for t in known if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t)]
+    if not known or text:
+        return pa.dictionary(pa.int32(), pa.string())
+    if all(t == known[0] for t in known):
+        return known[0]
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in known):
+        return pa.float64()
+    return pa.dictionary(pa.int32(), pa.string())
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for target in schema:
+        if target.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, target.type))
+            continue
+        col = table[target.name]
+        if pa.types.is_dictionary(target.type):
+            col = pc.dictionary_encode(col.cast(pa.string())).cast(target.type)
+        else:
+            col = col.cast(target.type)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_runs_table(path: Path, specs: list[RunSpec], summaries: dict[str, dict[str, Any]],
+                     failures: dict[str, str | None]) -> Path:
+    """``runs.parquet``: one row per planned run — what is constant per run is stored here once."""
+    rows = []
+    for s in specs:
+        summary = summaries.get(s.run_id)
+        status = "finished" if summary is not None else ("failed" if failures.get(s.run_id) else "missing")
+        row: dict[str, Any] = {"run_id": s.run_id, "point": s.point_index, "repeat": s.repeat, "seed": s.seed,
+                               "status": status, "seconds": (summary or {}).get("seconds"),
+                               "error": failures.get(s.run_id)}
+        row.update({f"grid.{k}": param_value(v) for k, v in s.point.items()})
+        row.update({PARAM_PREFIX + k: param_value(v) for k, v in flatten((summary or {}).get("config", {})).items()})
+        rows.append(row)
+    return write_parquet(path, pd.DataFrame(rows))
 
 
 def point_estimates(runs: list[dict[str, Any]], sweep: SweepFile) -> dict[str, Any]:

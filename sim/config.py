@@ -36,6 +36,8 @@ class ProfileShare(_Strict):
 MAX_PRINCIPALS = 1_000_000
 MAX_ROUNDS = 1_000_000
 MAX_HOURS = 12.0
+#: populations above this size record no agent-level rows unless collect_agents = true
+AUTO_AGENT_ROWS = 1_000
 #: measured cost of one principal-round (benchmarks/bench_sim.py: surrogate 6–22 µs per agent-step at
 #: 10,000 principals; real: about 17 ms per 20-member round, under 1 ms per member-round)
 SECONDS_PER_AGENT_ROUND = {"surrogate": 25e-6, "real": 1e-3}
@@ -143,7 +145,9 @@ class CooperativeConfig(_Strict):
     mechanism: MechanismConfig = Field(default_factory=MechanismConfig)
     rounds: PositiveInt = Field(50, le=MAX_ROUNDS, description=f"rounds to run (at most {MAX_ROUNDS:,})")
     decision_period: PositiveInt = Field(1, le=MAX_ROUNDS, description="rounds between principals' decisions")
-    collect_agents: bool = Field(True, description="record agent-level reporters every round")
+    collect_agents: bool | None = Field(None, description="record agent-level reporters every round; default "
+                                        f"(null): only for populations of at most {AUTO_AGENT_ROWS:,} principals, "
+                                        "so a default run never writes more rows than it can read back")
     allow_long_runs: bool = Field(False, description="run even when the estimated time exceeds "
                                                      f"{MAX_HOURS:g} hours on a 2-core machine")
 
@@ -174,6 +178,13 @@ class CooperativeConfig(_Strict):
                              f"per principal-round); lower rounds or population.n_principals, or set "
                              f"allow_long_runs = true")
         return self
+
+    @property
+    def agents_collected(self) -> bool:
+        """Whether agent-level rows are recorded (``collect_agents``, or the population-size default)."""
+        if self.collect_agents is not None:
+            return self.collect_agents
+        return self.population.n_principals <= AUTO_AGENT_ROWS
 
     def estimated_hours(self) -> float:
         """Wall time of one run on a 2-core machine, from the benchmarks' measured cost per

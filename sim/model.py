@@ -64,7 +64,7 @@ class CooperativeModel(mesa.Model):
         reporters = [n for n in MODEL_REPORTERS if not n.startswith("contract_") or contracts]
         self.datacollector = mesa.DataCollector(
             model_reporters={name: f"report_{name}" for name in reporters},
-            agent_reporters={name: name for name in AGENT_REPORTERS} if self.config.collect_agents else None,
+            agent_reporters={name: name for name in AGENT_REPORTERS} if self.config.agents_collected else None,
         )
 
     # ---------------------------------------------------------------------------- population
@@ -256,7 +256,7 @@ class CooperativeModel(mesa.Model):
 
     def frames(self) -> tuple[Any, Any]:
         """The DataCollector's model and agent frames (pandas)."""
-        agents = self.datacollector.get_agent_vars_dataframe() if self.config.collect_agents else None
+        agents = self.datacollector.get_agent_vars_dataframe() if self.config.agents_collected else None
         return self.datacollector.get_model_vars_dataframe(), agents
 
 

@@ -173,7 +173,10 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
     labels = list(dict.fromkeys(frame.mechanism))
     base = baseline_of(cfg)
     out: dict[str, Any] = {"intervals": stats.describe(level), "replicates": cfg.replicates,
-                           "final_rounds": window, "baseline": base, "mechanisms": {}}
+                           "final_rounds": window, "baseline": base, "mechanisms": {},
+                           "agent_rows": ("recorded" if cfg.cooperative.agents_collected else
+                                          "not recorded (set cooperative.collect_agents = true to keep them; by "
+                                          "default they are kept only for populations of at most 1,000)")}
 
     def column(label: str, metric: str) -> list[float]:
         part = per.loc[label] if label in per.index.get_level_values(0) else None

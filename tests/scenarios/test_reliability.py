@@ -108,3 +108,93 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_the_same_command_resumes_it(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(list((out / "runs").glob("*.parquet"))) == 6 and (out / "summary.json").exists()
+
+
+FAILING = """
+scenario = "free-riding"
+seed = 1
+repeats = 1
+[base]
+replicates = 1
+mechanisms = [{ label = "revenue shares", mechanism = { kind = "revenue_shares" } }]
+"cooperative.rounds" = 2
+"cooperative.population.n_principals" = 6
+"cooperative.population.behaviours" = { honest = 0.5, scaled_gradient = 0.5 }
+"cooperative.training.standalone_epochs" = 1
+"cooperative.training.guard_ratio" = 0
+[grid]
+"cooperative.population.gradient_scale" = [1.0, 1e20]
+"""
+
+
+def test_a_failed_run_is_recorded_and_the_sweep_goes_on_then_combine_only_rebuilds(cli, tmp_path):
+    import json
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(FAILING)
+    out = tmp_path / "out"
+    result = cli("sweep", path, "--out", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "1 failed" in result.output and "retry" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n_runs"], summary["n_finished"], summary["n_failed"], summary["n_missing"]) == (2, 1, 1, 0)
+    assert "training.guard_ratio" in summary["failed"][0]["error"]  # the run's own error, named
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert runs.status.tolist() == ["finished", "failed"] and runs.error.iloc[1]
+    assert "param.cooperative.rounds" in runs and runs["param.cooperative.rounds"].iloc[0] == 2
+    # the combined table is narrow: parameters live once per run in runs.parquet, keys are dictionaries
+    schema = pq.read_schema(out / "results.parquet")
+    assert not [n for n in schema.names if n.startswith("param.")]
+    assert str(schema.field("variable").type).startswith("dictionary")
+    before = pd.read_parquet(out / "results.parquet")
+    (out / "results.parquet").unlink()
+    (out / "summary.json").unlink()
+    result = cli("sweep", path, "--out", out, "--no-progress", "--combine-only")
+    assert result.exit_code == 0, result.output
+    assert "0 ran now" in result.output
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), before)
+    assert json.loads((out / "summary.json").read_text())["n_failed"] == 1
+
+
+def test_workers_exit_when_the_coordinator_is_killed(tmp_path):
+    """kill -9 of a joblib sweep leaves no worker processes holding memory."""
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.replace("repeats = 6", "repeats = 40"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "from scenarios.cli import main; main()", "sweep", str(path), "--out", str(out),
+           "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    children: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        children = _children(proc.pid)
+        if len(children) >= 2 and list((out / "runs").glob("*.parquet")):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None and len(children) >= 2, "no workers seen while the sweep ran"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and [c for c in children if _alive(c)]:
+        time.sleep(0.2)
+    left = [c for c in children if _alive(c)]
+    for c in left:  # do not leave them to the rest of the suite
+        os.kill(c, signal.SIGKILL)
+    assert not left, f"workers outlived the coordinator: {left}"
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
