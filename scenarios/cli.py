@@ -199,12 +199,12 @@ def figures(
 
 @app.command()
 def demo(
-    epochs: Annotated[int, typer.Option(help="passes over the pooled training data")] = 20,
-    members: Annotated[int, typer.Option(help="number of members")] = 10,
+    epochs: Annotated[int, typer.Option(help="passes over the pooled training data", min=1)] = 20,
+    members: Annotated[int, typer.Option(help="number of members", min=1)] = 10,
     partition: Annotated[str, typer.Option(help="uni, pow, cla or dirichlet")] = "cla",
     dataset: Annotated[str, typer.Option(help="digits, mnist5k or synthetic")] = "digits",
     model: Annotated[str, typer.Option(help="logreg, mlp or cnn")] = "mlp",
-    local_epochs: Annotated[int, typer.Option(help="FedAvg local epochs per round")] = 2,
+    local_epochs: Annotated[int, typer.Option(help="FedAvg local epochs per round", min=1)] = 2,
     seed: Annotated[int, typer.Option(help="root seed", min=0, max=MAX_SEED)] = 0,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("results/demo"),
 ) -> None:

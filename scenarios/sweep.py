@@ -219,14 +219,21 @@ def _local(todo: list[RunSpec], workers: int) -> Iterator[tuple[str, pd.DataFram
 
     from joblib import Parallel, delayed
 
+    import warnings
+
     os.environ[COORDINATOR_ENV] = str(os.getpid())  # inherited by the workers: see _die_with_parent
-    yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(run_task)(s) for s in todo)
+    with warnings.catch_warnings():
+        # loky replaces a worker whose memory grew by more than 300 MB after a large run; the run is
+        # kept and nothing is lost, so its warning would only alarm (the sweep still checks every run)
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
+        yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(run_task)(s) for s in todo)
 
 
-def _dask(todo: list[RunSpec], address: str, timeout: float = 20.0
-          ) -> Iterator[tuple[str, pd.DataFrame, dict[str, Any]]]:
+def _connect(address: str, timeout: float = 20.0) -> Any:
+    """A Dask client for ``address``; a malformed or unreachable address is bad input (raised before
+    the sweep writes anything)."""
     try:
-        from dask.distributed import Client, as_completed
+        from dask.distributed import Client
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise InputError("--scheduler", address, "needs dask[distributed]: pip install 'coopsim[cluster]'") from exc
     try:  # check the address's form first: a Client made from a malformed one fails noisily on cleanup
@@ -242,10 +249,15 @@ def _dask(todo: list[RunSpec], address: str, timeout: float = 20.0
     except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (e.g. no port)
         raise InputError("--scheduler", address, f"the address of a reachable Dask scheduler, e.g. "
                          f"tcp://host:8786 ({exc})") from None
-    with client:
-        futures = client.map(run_task, todo, key=[f"coopsim-{s.run_id}" for s in todo], pure=False)
-        for future in as_completed(futures, loop=client.loop):
-            yield future.result()
+    return client
+
+
+def _dask(todo: list[RunSpec], client: Any) -> Iterator[tuple[str, pd.DataFrame | None, dict[str, Any]]]:
+    from dask.distributed import as_completed
+
+    futures = client.map(run_task, todo, key=[f"coopsim-{s.run_id}" for s in todo], pure=False)
+    for future in as_completed(futures, loop=client.loop):
+        yield future.result()
 
 
 @dataclass
@@ -272,6 +284,16 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
     path = Path(path)
     sweep = load_sweep(path)
     specs = plan(sweep, path)
+    client = _connect(scheduler, connect_timeout) if scheduler and not combine_only else None
+    try:
+        return _run_and_combine(path, sweep, specs, out, workers, client, progress, combine_only)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Path | None, workers: int,
+                     client: Any, progress: bool, combine_only: bool) -> SweepOutcome:
     out = prepare_folder(Path("results") / "sweeps" / path.stem if out is None else Path(out))
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -283,7 +305,7 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
     todo = [] if combine_only else [s for s in specs if s.run_id not in done]
     ran = failed = 0
     if todo:
-        stream = _dask(todo, scheduler, connect_timeout) if scheduler else _local(todo, workers)
+        stream = _dask(todo, client) if client is not None else _local(todo, workers)
         with _progress(progress, len(specs), len(specs) - len(todo)) as advance:
             for run_id, frame, summary in stream:
                 if frame is None:
