@@ -216,10 +216,9 @@ def _local(todo: list[RunSpec], workers: int) -> Iterator[tuple[str, pd.DataFram
             yield run_task(spec)
         return
     import os
+    import warnings
 
     from joblib import Parallel, delayed
-
-    import warnings
 
     os.environ[COORDINATOR_ENV] = str(os.getpid())  # inherited by the workers: see _die_with_parent
     with warnings.catch_warnings():
