@@ -5,7 +5,8 @@
 1. **Bad input** — every case in :data:`CASES` runs the CLI in-process. Each must exit with code 2,
    show no traceback, name the field (the expected text appears in the message), and write nothing.
 2. **SIGKILL** — a sweep runs in a subprocess and is killed with SIGKILL at five random moments (a
-   seeded generator picks them), then restarted each time. The test passes when every run is present
+   seeded generator picks them: after a random number of stored runs, plus a jitter, so kills land
+   during runs and during the combine), then restarted each time. The test passes when every run is present
    exactly once and ``results.parquet`` equals the one from an uninterrupted sweep.
 3. **Ctrl-C** — SIGINT stops the sweep with exit code 130 and a message saying how to resume. The same
    command then finishes it.
@@ -182,16 +183,24 @@ def kill_and_resume(kills: int = 5, seed: int = 0, log: Callable[[str], None] = 
         subprocess.run(_sweep_cmd(path, full), cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         duration = time.perf_counter() - started
+        n_runs = len(list((full / "runs").glob("*.parquet")))
+        # random moments: after a random number of stored runs (n_runs: during the combine), plus a jitter
+        targets = np.sort(rng.integers(1, n_runs + 1, size=kills))
         hits = 0
-        for k in range(kills):
+        for k, target in enumerate(targets):
             proc = subprocess.Popen(_sweep_cmd(path, broken), cwd=ROOT, start_new_session=True,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(float(rng.uniform(0.3, 0.9)) * duration / (k + 1))
+            deadline = time.monotonic() + 10 * duration + 60
+            while (proc.poll() is None and time.monotonic() < deadline
+                   and len(list((broken / "runs").glob("*.parquet"))) < target):
+                time.sleep(0.02)
+            time.sleep(float(rng.uniform(0.0, 0.3)))
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 hits += 1
             proc.wait(timeout=60)
-            log(f"kill {k + 1}: {'hit a live sweep' if proc.returncode == -signal.SIGKILL else 'sweep had ended'}, "
+            log(f"kill {k + 1} (after {target} stored runs): "
+                f"{'hit a live sweep' if proc.returncode == -signal.SIGKILL else 'sweep had ended'}, "
                 f"{len(list((broken / 'runs').glob('*.parquet')))} runs stored")
         subprocess.run(_sweep_cmd(path, broken), cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
