@@ -79,24 +79,6 @@ def grouped_bars(ax: plt.Axes, groups: list[str], series: dict[str, list[float]]
     ax.set_xticks(x, groups)
 
 
-def heatmap(ax: plt.Axes, values: np.ndarray, xlabels: list[str], ylabels: list[str], *, fmt: str = "{:.1f}",
-            cmap: str = "cividis", colorbar_label: str = "") -> None:
-    """A labelled heatmap with each cell's value written in it (cividis: colour-blind safe)."""
-    v = np.asarray(values, dtype=float)
-    im = ax.imshow(v, cmap=cmap, aspect="auto")
-    ax.set_xticks(range(len(xlabels)), xlabels, rotation=45, ha="right")
-    ax.set_yticks(range(len(ylabels)), ylabels)
-    ax.grid(False)
-    finite = v[np.isfinite(v)]
-    mid = float(finite.mean()) if finite.size else 0.0
-    for (i, j), val in np.ndenumerate(v):
-        if np.isfinite(val):
-            ax.text(j, i, fmt.format(val), ha="center", va="center", fontsize=7,
-                    color="black" if val >= mid else "white")
-    cbar = ax.figure.colorbar(im, ax=ax)
-    cbar.set_label(colorbar_label)
-
-
 def metric_vs_parameter(table, metric: str, grid_cols: list[str], path: Path, *, title: str = "",
                         level: float = 0.95) -> Path:
     """Sweep comparison: ``metric`` against the first grid column (mean over repeats with its
