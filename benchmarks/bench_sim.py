@@ -17,7 +17,7 @@ from sim import CooperativeModel
 
 def surrogate(n: int, rounds: int, collect: bool) -> float:
     cfg = {"rounds": rounds, "collect_agents": collect, "training": {"mode": "surrogate"},
-           "mechanism": {"kind": "revenue_shares", "revenue_r0": 100.0 * n / 20},
+           "mechanism": {"kind": "revenue_shares"}, "market": {"revenue_r0": 100.0 * n / 20},
            "population": {"n_principals": n, "behaviours": {"honest": 0.7, "low_quality": 0.1, "free_rider": 0.2}}}
     model = CooperativeModel(cfg, rng=0)
     start = time.perf_counter()

@@ -53,3 +53,14 @@ def check_choice(field: str, value: Any, choices: Any) -> Any:
     """One of ``choices`` (shown sorted in the message)."""
     check(value in choices, field, value, f"one of {sorted(choices)}")
     return value
+
+
+class PluginError(RuntimeError):
+    """A user's plug-in (a mechanism, a strategy) raised or misbehaved during a run. The message names
+    the plug-in and where (``setup`` or the round); the plug-in's own exception is the ``__cause__``,
+    whose traceback the CLI shows once."""
+
+    def __init__(self, message: str, *, plugin: str, where: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.where = where

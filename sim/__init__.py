@@ -7,7 +7,8 @@
 """
 
 from sim.agents import Principal
-from sim.config import CooperativeConfig, MechanismConfig, PopulationConfig, TrainingConfig
+from sim.config import CooperativeConfig, MarketConfig, PopulationConfig, TrainingConfig
+from sim.mechanisms import Mechanism, MechanismSettings, Offer, Payout, RoundView
 from sim.model import AGENT_REPORTERS, MODEL_REPORTERS, CooperativeModel
 
 __all__ = [
@@ -15,7 +16,12 @@ __all__ = [
     "MODEL_REPORTERS",
     "CooperativeConfig",
     "CooperativeModel",
-    "MechanismConfig",
+    "MarketConfig",
+    "Mechanism",
+    "MechanismSettings",
+    "Offer",
+    "Payout",
+    "RoundView",
     "PopulationConfig",
     "Principal",
     "TrainingConfig",

@@ -15,15 +15,14 @@ split across several identities, each an agent with the same ``owner``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import mesa
+import numpy as np
 
 from learning.filters import ValueProfileSpec
+from sim.mechanisms import Offer
 from sim.strategies import OUT, Action, Strategy
-
-if TYPE_CHECKING:
-    from sim.model import CooperativeModel
 
 #: behaviours whose action is imposed: they always join with their whole pool and clean nothing
 ATTACKERS = ("free_rider", "label_flip", "random_gradient", "scaled_gradient")
@@ -31,11 +30,9 @@ ATTACK = Action(True, 1.0, 0.0)
 
 
 class Principal(mesa.Agent):
-    """A data owner and its delegate."""
+    """A data owner and its delegate (its model is a ``sim.CooperativeModel``)."""
 
-    model: CooperativeModel
-
-    def __init__(self, model: CooperativeModel, *, index: int, owner: int, behaviour: str, unit_cost: float,
+    def __init__(self, model: mesa.Model, *, index: int, owner: int, behaviour: str, unit_cost: float,
                  label_noise: float, pool_size: int, strategy: Strategy,
                  profile: ValueProfileSpec | None = None) -> None:
         super().__init__(model)
@@ -49,6 +46,8 @@ class Principal(mesa.Agent):
         self.profile = profile
         self.action: Action = OUT
         self.action_index = 0
+        #: index of the offer taken from a self-selecting mechanism's menu (-1: none)
+        self.offer = -1
         self.standalone_accuracy = 0.0
         #: a sybil owner's k identities each count 1/k of its outside option and model value (ours)
         self.share = 1.0
@@ -108,16 +107,44 @@ class Principal(mesa.Agent):
             self.action_index = -1
             self.action = ATTACK
         else:
-            peers = self.model.peer_sample(self) if self.model.config.population.strategy == "imitation" else ()
+            peers = self.model.peer_sample(self) if self.strategy.uses_peers else ()
             self.action_index = self.strategy.choose(peers)
             self.action = self.strategy.actions[self.action_index]
         self.period_payoff = 0.0
 
-    def _select_contract(self) -> None:
-        """Contracts: self-select the menu item that maximises expected utility, or opt out (P)."""
-        self.action = self.model.mechanism.choose(self)
+    def options(self, menu: Sequence[Offer]) -> tuple[np.ndarray, float]:
+        """Expected utility of each offer (−inf where the pool is too small) and of staying out: the
+        offer's value (a sybil identity receives its share) minus the cost of its rows (free-riders
+        contribute noise and pay nothing)."""
+        rows = np.array([o.rows for o in menu], dtype=float)
+        value = np.array([o.value for o in menu], dtype=float)
+        cost = 0.0 if self.is_free_rider else self.unit_cost
+        u = self.share * value - cost * rows
+        return np.where(rows <= self.pool_size, u, -np.inf), self.outside_value
+
+    def select_offer(self, menu: Sequence[Offer]) -> None:
+        """Self-selection (P): take the offer with the highest expected utility, or stay out when
+        nothing fits or staying out is better (a free-rider takes any offer that fits)."""
         self.action_index = -1
         self.period_payoff = 0.0
+        u, out = self.options(menu) if len(menu) else (np.full(1, -np.inf), self.outside_value)
+        j = int(np.argmax(u))
+        if not np.isfinite(u[j]) or (u[j] <= out and not self.is_free_rider):
+            self.offer, self.action = -1, OUT
+        else:
+            self.offer = j
+            self.action = Action(True, menu[j].rows / self.pool_size, 0.0)
+
+    def selection_regret(self, menu: Sequence[Offer]) -> float:
+        """Expected utility lost against the best option among ``menu`` and staying out (0 when the
+        choice maximised utility, P)."""
+        u, out = self.options(menu) if len(menu) else (np.full(1, -np.inf), self.outside_value)
+        fits = bool(np.isfinite(u).any())
+        # a free-rider always takes an offer that fits its pool; staying out is its option only when none does
+        best = float(np.max(u)) if self.is_free_rider and fits else max(float(np.max(u)), out)
+        if not self.joined:
+            return best - out
+        return best - (float(u[self.offer]) if self.offer >= 0 else -np.inf)
 
     def learn(self) -> None:
         """At the end of a decision period, learn from the payoff the period brought."""

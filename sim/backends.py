@@ -277,6 +277,10 @@ class RealBackend:
         return sub
 
     # ------------------------------------------------------------------ model rewards
+    def shared_model(self) -> RealSharedModel:
+        """The shared model as mechanisms see it (``sim.mechanisms.SharedModel``)."""
+        return RealSharedModel(self)
+
     @property
     def theta(self) -> np.ndarray:
         return flat_params(self.model).double().numpy()
@@ -292,6 +296,48 @@ class RealBackend:
             return np.zeros(0)
         P = torch.from_numpy(np.asarray(params)).to(self.theta0.dtype)
         return batched_accuracy(self.model, P, self.X_test, self.y_test).numpy()
+
+
+class RealSharedModel:
+    """The shared model of real training, for model-reward mechanisms: flat float64 parameters."""
+
+    has_parameters = True
+
+    def __init__(self, backend: RealBackend) -> None:
+        self._backend = backend
+
+    def initial(self) -> np.ndarray:
+        return self._backend.theta0.double().numpy().copy()
+
+    def current(self) -> np.ndarray:
+        return self._backend.theta
+
+    def tensors(self, flat: np.ndarray) -> list[np.ndarray]:
+        return self._backend.split_tensors(np.asarray(flat, dtype=np.float64))
+
+    def evaluate(self, params: np.ndarray) -> np.ndarray:
+        return self._backend.accuracies(np.atleast_2d(np.asarray(params, dtype=np.float64)))
+
+    def share_accuracy(self, shares: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("real training has parameters: use current(), tensors() and evaluate()")
+
+
+class SurrogateSharedModel:
+    """The surrogate's shared model: no parameters, a learning curve of the pooled update."""
+
+    has_parameters = False
+
+    def __init__(self, backend: SurrogateBackend) -> None:
+        self._backend = backend
+
+    def _none(self, *args: object) -> np.ndarray:
+        raise NotImplementedError("the surrogate has no parameters: use share_accuracy(shares)")
+
+    initial = current = tensors = evaluate = _none
+
+    def share_accuracy(self, shares: np.ndarray) -> np.ndarray:
+        """Accuracy of a model holding the share ``q_i`` of this round's pooled (effective) update."""
+        return self._backend.model_accuracy(np.asarray(shares, dtype=float), self._backend.last_total_eff)
 
 
 class SurrogateBackend:
@@ -315,6 +361,11 @@ class SurrogateBackend:
         self._noise: dict[int, float] = {}
         self._behaviour: dict[int, str] = {}
         self._pool: dict[int, int] = {}
+        self.last_total_eff = 0.0
+
+    def shared_model(self) -> SurrogateSharedModel:
+        """The shared model as mechanisms see it (``sim.mechanisms.SharedModel``)."""
+        return SurrogateSharedModel(self)
 
     def owner_pools(self, n_owners: int) -> list[np.ndarray]:
         y = np.arange(100 * n_owners) % 10
@@ -348,6 +399,7 @@ class SurrogateBackend:
         w = self.weights(idx, q) if n else np.zeros(0)
         eff = rows * w
         total = float(eff.sum())
+        self.last_total_eff = total
         acc = float(self.curve(self.scale * max(0.0, total)))
         without = self.curve(self.scale * np.maximum(0.0, total - eff))
         credit = acc - without

@@ -3,19 +3,31 @@ description, and a bad value fails at construction with a message naming the fie
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SerializeAsAny,
+    model_validator,
+)
 
 from coopsim.errors import InputError
 from learning.data import DATASETS
 from learning.filters import ValueProfileSpec
 from learning.models import MODELS
 from learning.partition import PARTITIONS
+from sim.mechanisms import BUILTINS, MechanismSettings, RevenueSharesSettings, settings_for
+from sim.strategies import BUILTIN_STRATEGIES, strategy_class
 
 BEHAVIOURS = ("honest", "low_quality", "free_rider", "label_flip", "random_gradient", "scaled_gradient", "sybil")
-STRATEGIES = ("fixed", "best_response", "epsilon_greedy", "regret_matching", "imitation")
-MECHANISMS = ("revenue_shares", "cgsv", "contracts", "equal_split", "data_size")
+STRATEGIES = tuple(BUILTIN_STRATEGIES)
+MECHANISMS = tuple(BUILTINS)
 SUBSTRATES = ("tl", "fedavg")
 MODES = ("real", "surrogate")
 FREE_RIDE = ("noise", "copies", "nothing")
@@ -50,7 +62,9 @@ class PopulationConfig(_Strict):
                                       f"agents); at most {MAX_PRINCIPALS:,} (memory: each is a Mesa agent)")
     behaviours: dict[str, float] = Field(default_factory=lambda: {"honest": 1.0},
                                          description=f"share of each behaviour type, from {list(BEHAVIOURS)}")
-    strategy: Literal[STRATEGIES] = Field("best_response", description="how adaptive principals choose actions")
+    strategy: str = Field("best_response", description=f"how adaptive principals choose actions: one of "
+                          f"{list(STRATEGIES)}, an installed plug-in's name, or 'module:Class' (a subclass of "
+                          "sim.strategies.Strategy)")
     unit_cost: tuple[float, float] = Field((0.01, 0.05), description="range of private unit data costs (per row)")
     quality_cost: float = Field(0.01, ge=0.0, description="effort per row for cleaning all noisy labels (q = 1)")
     base_label_noise: tuple[float, float] = Field((0.0, 0.3), description="range of raw label-noise fractions")
@@ -67,6 +81,7 @@ class PopulationConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> PopulationConfig:
+        strategy_class(self.strategy, field="population.strategy")
         unknown = sorted(set(self.behaviours) - set(BEHAVIOURS))
         if unknown:
             raise InputError("population.behaviours", unknown, f"behaviour types from {list(BEHAVIOURS)}")
@@ -114,27 +129,33 @@ class TrainingConfig(_Strict):
     surrogate_dim: PositiveInt = Field(16, description="surrogate: dimension of synthetic update vectors")
 
 
-class MechanismConfig(_Strict):
-    """How the cooperative pays."""
+class MarketConfig(_Strict):
+    """The market for the shared model: what access to it earns the cooperative each round, under
+    mechanisms that sell it (``sells_model``; model-reward mechanisms pay with the model instead)."""
 
-    kind: Literal[MECHANISMS] = Field("revenue_shares", description="the reward mechanism")
-    alpha: float = Field(1.0, ge=1.0, description="α of α-power revenue shares (V5)")
-    horizon: PositiveInt = Field(1, description="settlement horizon H in rounds")
     revenue_r0: float = Field(100.0, ge=0.0, description="revenue per round of a perfect model (R0)")
     revenue_acc0: float = Field(0.1, ge=0.0, lt=1.0, description="accuracy below which the model earns nothing")
-    members_use_model: bool = Field(False, description="money mechanisms: members may also use the shared model")
-    beta: PositiveFloat = Field(1.0, description="CGSV download temperature β (C5)")
-    reputation_alpha: float = Field(0.95, ge=0.0, lt=1.0, description="CGSV reputation moving average (C4)")
-    gamma: PositiveFloat = Field(0.5, description="CGSV update norm Γ")
-    cgsv_download: Literal["change", "aggregate"] = Field(
-        "change", description="CGSV: what a member's reward model downloads (C5): the top-q part of the shared "
-                              "model's actual change this round (ours, the default), or of the Γ-normalised "
-                              "aggregate u_N as in the paper's protocol")
-    contract_types: PositiveInt = Field(3, description="contracts: cost types the coordinator believes in")
-    contract_capacity_quantile: float = Field(0.5, ge=0.0, le=1.0, description="contracts: no item asks for "
-                                              "more rows than this quantile of the pools")
-    contract_cohort: PositiveInt = Field(100, description="contracts: the menu is solved for at most this many "
-                                         "participants (outcome enumeration grows like N^(types-1))")
+
+
+#: settings moved between 0.2 and 0.3, for a helpful message
+MOVED = {"revenue_r0": "market.revenue_r0", "revenue_acc0": "market.revenue_acc0",
+         "contract_types": "mechanism.types (kind = \"contracts\")",
+         "contract_cohort": "mechanism.cohort (kind = \"contracts\")",
+         "contract_capacity_quantile": "mechanism.capacity_quantile (kind = \"contracts\")",
+         "cgsv_download": "mechanism.download (kind = \"cgsv\")"}
+
+
+def _mechanism_entry(value: Any) -> MechanismSettings:
+    if isinstance(value, Mapping):
+        for old, new in MOVED.items():
+            if old in value:
+                raise InputError(f"mechanism.{old}", value[old], f"this setting is now {new}")
+    return settings_for(value, field="mechanism")
+
+
+#: a mechanism's entry: validated by the settings of the class its ``kind`` names (a discriminated
+#: union on ``kind`` open to plug-ins); stored and dumped with that mechanism's own fields only
+MechanismEntry = Annotated[SerializeAsAny[MechanismSettings], BeforeValidator(_mechanism_entry)]
 
 
 class CooperativeConfig(_Strict):
@@ -142,7 +163,9 @@ class CooperativeConfig(_Strict):
 
     population: PopulationConfig = Field(default_factory=PopulationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    mechanism: MechanismConfig = Field(default_factory=MechanismConfig)
+    mechanism: MechanismEntry = Field(default_factory=RevenueSharesSettings,
+                                      description="the reward mechanism: { kind = ..., its own settings }")
+    market: MarketConfig = Field(default_factory=MarketConfig)
     rounds: PositiveInt = Field(50, le=MAX_ROUNDS, description=f"rounds to run (at most {MAX_ROUNDS:,})")
     decision_period: PositiveInt = Field(1, le=MAX_ROUNDS, description="rounds between principals' decisions")
     collect_agents: bool | None = Field(None, description="record agent-level reporters every round; default "
@@ -157,18 +180,12 @@ class CooperativeConfig(_Strict):
             if self.training.model != "multitask":
                 raise InputError("training.model", self.training.model,
                                  "'multitask' when a value profile rejects or admits heads")
-        if self.decision_period % self.mechanism.horizon != 0:
-            raise InputError("mechanism.horizon", self.mechanism.horizon,
-                             f"a divisor of decision_period={self.decision_period}, so that every decision "
-                             "period's payoff holds all the money its rounds earned")
+        self.mechanism.check_with(self)
         if self.training.substrate == "fedavg" and self.population.value_profiles:
             raise InputError("population.value_profiles", "(set)", "training.substrate='tl' (filters act on TL pieces)")
         if self.training.mode == "surrogate" and self.population.value_profiles:
             raise InputError("population.value_profiles", "(set)",
                              "none in surrogate mode (filters need real gradients)")
-        if self.mechanism.kind == "contracts" and self.population.unit_cost[0] <= 0:
-            raise InputError("population.unit_cost", self.population.unit_cost,
-                             "a range with low > 0 under contracts (cost types are divided by)")
         hours = self.estimated_hours()
         if hours > MAX_HOURS and not self.allow_long_runs:
             raise InputError("rounds", self.rounds,

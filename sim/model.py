@@ -21,13 +21,15 @@ from typing import Any
 import mesa
 import numpy as np
 
-from coopsim.errors import InputError
+from coopsim.errors import InputError, PluginError
 from economics.metrics import fairness, free_rider_profit, gini
+from economics.settlement import LinearAccuracyRevenue
 from learning.seeding import derive_seed
+from sim import mechanisms
 from sim.agents import ATTACKERS, Principal
 from sim.backends import RealBackend, SurrogateBackend, label_quality, quality_weight
 from sim.config import CooperativeConfig
-from sim.mechanisms import ContractMechanism, make_mechanism
+from sim.mechanisms import Cooperative, Payout, RoundView, payout_of
 from sim.strategies import Action, action_grid, make_strategy
 
 MODEL_REPORTERS = ("participation", "accuracy", "val_loss", "revenue", "payments", "mean_quality", "fairness",
@@ -54,18 +56,50 @@ class CooperativeModel(mesa.Model):
         self.backend: RealBackend | SurrogateBackend = (RealBackend if tc.mode == "real" else SurrogateBackend)(
             self.config, derive_seed(self.seed, 1))
         self.principals: list[Principal] = self._populate()
-        self.mechanism = make_mechanism(self)
+        self.shared_model = self.backend.shared_model()
+        pop = self.config.population
+        self.mechanism = self._plugin_call("setting up", lambda: mechanisms.build(self.config.mechanism, Cooperative(
+            principals=tuple(p.unique_id for p in self.principals),
+            pool_rows=np.array([p.pool_size for p in self.principals], dtype=np.int64),
+            unit_cost=tuple(pop.unit_cost), valuation=pop.valuation,
+            rows_per_unit=self.config.training.surrogate_scale,
+            rng=np.random.default_rng(derive_seed(self.seed, 41)), model=self.shared_model)))
+        self.market = LinearAccuracyRevenue(self.config.market.revenue_r0, self.config.market.revenue_acc0)
+        #: the offers posted this decision period (self-selecting mechanisms), else None
+        self.menu = self._plugin_call("posting its menu", self.mechanism.menu)
+        self.self_selecting = self.menu is not None
+        self.last_revenue = 0.0
+        self.last_payments = 0.0
+        self.last_payout = Payout()
+        self.mechanism_metrics: dict[str, float] = {}
         self.cumulative_revenue = 0.0
         self.cumulative_payments = 0.0
         self.last_accuracy = float("nan")
         self.last_val_loss = float("nan")
         self._members: list[Principal] = []
-        contracts = isinstance(self.mechanism, ContractMechanism)
-        reporters = [n for n in MODEL_REPORTERS if not n.startswith("contract_") or contracts]
+        reporters: dict[str, Any] = {name: f"report_{name}" for name in MODEL_REPORTERS
+                                     if not name.startswith("contract_") or self.self_selecting}
+        for name in self.mechanism.reporters:
+            if name in reporters:
+                raise InputError("mechanism.kind", self.config.mechanism.kind,
+                                 f"a mechanism whose reporters do not shadow the model's ({name!r} is taken)")
+            reporters[name] = _metric(name)
         self.datacollector = mesa.DataCollector(
-            model_reporters={name: f"report_{name}" for name in reporters},
+            model_reporters=reporters,
             agent_reporters={name: name for name in AGENT_REPORTERS} if self.config.agents_collected else None,
         )
+
+    def _plugin_call(self, doing: str, call: Any) -> Any:
+        """Call into the mechanism; an exception it raises stops the run under a line naming the
+        mechanism and the round (its own traceback is kept as the cause)."""
+        try:
+            return call()
+        except (InputError, PluginError):
+            raise
+        except Exception as exc:
+            where = f"round {self.steps}" if self.steps else "setup"
+            raise PluginError(f"mechanism {self.config.mechanism.kind!r} raised while {doing} ({where})",
+                              plugin=self.config.mechanism.kind, where=where) from exc
 
     # ---------------------------------------------------------------------------- population
     def _populate(self) -> list[Principal]:
@@ -114,10 +148,9 @@ class CooperativeModel(mesa.Model):
         r = self.steps - 1  # Mesa counts steps from 1
         period = self.config.decision_period
         if r % period == 0:
-            if isinstance(self.mechanism, ContractMechanism):
-                for p in self.principals:
-                    p.period_payoff = 0.0
-                self.agents.shuffle_do("_select_contract")
+            if self.self_selecting:  # self-selection: each principal takes its best offer or stays out
+                self.menu = self._plugin_call("posting its menu", self.mechanism.menu)
+                self.agents.shuffle_do("select_offer", self.menu)
             else:
                 self.agents.shuffle_do("decide")
         members = list(self.agents.select(lambda a: a.joined))
@@ -125,20 +158,31 @@ class CooperativeModel(mesa.Model):
         kinds = [p.behaviour if p.behaviour in ("random_gradient", "scaled_gradient") else None for p in members]
         outcome = self.backend.train_round(r, members, kinds)
         self.last_accuracy, self.last_val_loss = outcome.accuracy, outcome.val_loss
-        payments, model_acc = self.mechanism.reward(r, members, outcome)
-        self.cumulative_revenue += self.mechanism.last_revenue
-        self.cumulative_payments += self.mechanism.last_payments
+        mech = self.mechanism
+        self.last_revenue = self.market(outcome.accuracy) if members and mech.sells_model else 0.0
+        view = RoundView.frozen(round=r, members=[p.unique_id for p in members], rows=outcome.rows,
+                                credit=outcome.credit, accuracy=outcome.accuracy, revenue=self.last_revenue,
+                                updates=outcome.deltas if mech.needs_updates else None,
+                                offers=[p.offer for p in members] if self.self_selecting else (),
+                                model=self.shared_model)
+        payout = self._plugin_call("paying", lambda: payout_of(mech.pay(view)))
+        self._check_payout(payout, r)
+        self.last_payout = payout
+        self.mechanism_metrics = self._plugin_call("reporting", mech.metrics) if mech.reporters else {}
+        self.last_payments = float(sum(payout.payments.values()))
+        self.cumulative_revenue += self.last_revenue
+        self.cumulative_payments += self.last_payments
         valuation = self.config.population.valuation
         credit = {p.unique_id: float(c) for p, c in zip(members, outcome.credit, strict=True)}
-        cgsv = self.config.mechanism.kind == "cgsv"
         for p in self.principals:
             p.credit = credit.get(p.unique_id, 0.0)
-            p.money = payments.get(p.unique_id, 0.0)
-            acc = model_acc.get(p.unique_id)
+            p.money = float(payout.payments.get(p.unique_id, 0.0))
+            acc = payout.reward_accuracy.get(p.unique_id)
             if acc is None or not p.joined:
                 p.model_value = p.outside_value
-            else:  # CGSV members keep their own standalone model beside the reward model
-                p.model_value = valuation * p.share * (max(acc, p.standalone_accuracy) if cgsv else acc)
+            else:  # e.g. CGSV: members keep their own standalone model beside the reward model
+                p.model_value = valuation * p.share * (max(acc, p.standalone_accuracy) if mech.keeps_standalone
+                                                       else acc)
             # what the cooperative gives: money plus the model's value beyond the outside option
             p.reward = p.money + (p.model_value - p.outside_value if p.joined else 0.0)
             p.utility = p.money + p.model_value - (p.data_cost + p.effort if p.joined else 0.0)
@@ -146,6 +190,22 @@ class CooperativeModel(mesa.Model):
         if (r + 1) % period == 0:
             self.agents.do("learn")
         self.datacollector.collect(self)
+
+    def _check_payout(self, payout: Payout, r: int) -> None:
+        """A mechanism pays known principals finite amounts and gives reward models to members only."""
+        name = self.config.mechanism.kind
+        ids = {p.unique_id for p in self.principals}
+        members = {p.unique_id for p in self._members}
+        for label, values, allowed in (("payments", payout.payments, ids),
+                                       ("reward_accuracy", payout.reward_accuracy, members)):
+            for key, value in values.items():
+                if key not in allowed:
+                    who = "principal" if label == "payments" else "member this round"
+                    raise PluginError(f"mechanism {name!r} returned {label} for {key!r}, not a {who} (round {r + 1})",
+                                      plugin=name, where=f"round {r + 1}")
+                if not np.isfinite(value):
+                    raise PluginError(f"mechanism {name!r} returned a non-finite {label} value {value!r} for "
+                                      f"{key!r} (round {r + 1})", plugin=name, where=f"round {r + 1}")
 
     # ---------------------------------------------------------------------------- reporters
     @property
@@ -162,11 +222,11 @@ class CooperativeModel(mesa.Model):
 
     @property
     def report_revenue(self) -> float:
-        return self.mechanism.last_revenue
+        return self.last_revenue
 
     @property
     def report_payments(self) -> float:
-        return self.mechanism.last_payments
+        return self.last_payments
 
     @property
     def report_mean_quality(self) -> float:
@@ -181,7 +241,7 @@ class CooperativeModel(mesa.Model):
     def report_fairness(self) -> float:
         """ρ = 100·Pearson(true contribution, reward) over members (SPEC §4's ρ, applied to the
         cooperative: true contribution = rows × quality weight)."""
-        if len(self._members) < 2 or not self.mechanism.paid_this_round:
+        if len(self._members) < 2 or not self.last_payout.settled:
             return float("nan")
         true = [p.rows * quality_weight(p.behaviour, p.label_noise, p.action.q, self.config.population.free_ride)
                 for p in self._members]
@@ -190,13 +250,13 @@ class CooperativeModel(mesa.Model):
     @property
     def report_gini(self) -> float:
         rewards = np.array([max(p.reward, 0.0) for p in self._members])
-        return gini(rewards) if len(rewards) and self.mechanism.paid_this_round else float("nan")
+        return gini(rewards) if len(rewards) and self.last_payout.settled else float("nan")
 
     @property
     def report_individual_rationality(self) -> float:
         """Fraction of members whose round utility is at least their outside option (NaN in rounds
         that settle nothing)."""
-        if not self._members or not self.mechanism.paid_this_round:
+        if not self._members or not self.last_payout.settled:
             return float("nan")
         return float(np.mean([p.utility >= p.outside_value - 1e-12 for p in self._members]))
 
@@ -233,17 +293,18 @@ class CooperativeModel(mesa.Model):
 
     @property
     def report_contract_regret(self) -> float:
-        """Contracts: the largest utility a principal lost against its best option (0 = every
-        choice maximises utility among the menu and opting out); NaN for other mechanisms."""
-        if not isinstance(self.mechanism, ContractMechanism):
+        """Self-selecting mechanisms (contracts): the largest expected utility a principal lost against
+        its best option among the posted offers and opting out (0 = every choice maximises utility);
+        recorded only for mechanisms that post a menu."""
+        if self.menu is None:
             return float("nan")
-        return float(max((self.mechanism.chosen_regret(p) for p in self.principals), default=0.0))
+        return float(max((p.selection_regret(self.menu) for p in self.principals), default=0.0))
 
     @property
     def report_contract_realised_ir(self) -> float:
-        """Contracts: fraction of members whose realised utility (the proportional copy of the model
-        actually trained, minus their cost) is at least their outside option — ex post, unlike the
-        menu's expected IR."""
+        """Self-selecting mechanisms (contracts): fraction of members whose realised utility (e.g. the
+        proportional copy of the model actually trained, minus their cost) is at least their outside
+        option — ex post, unlike the menu's expected IR."""
         if not self._members:
             return float("nan")
         return float(np.mean([p.utility >= p.outside_value - 1e-9 for p in self._members]))
@@ -258,6 +319,11 @@ class CooperativeModel(mesa.Model):
         """The DataCollector's model and agent frames (pandas)."""
         agents = self.datacollector.get_agent_vars_dataframe() if self.config.agents_collected else None
         return self.datacollector.get_model_vars_dataframe(), agents
+
+
+def _metric(name: str) -> Any:
+    """A DataCollector reporter for the mechanism's own metric ``name``."""
+    return lambda model: float(model.mechanism_metrics.get(name, float("nan")))
 
 
 def _apportion(shares: dict, n: int, rng: np.random.Generator, fill: Any = "honest") -> list:

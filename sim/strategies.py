@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
+
+from coopsim.errors import InputError
+from coopsim.plugins import GROUPS, resolve
 
 
 class Action(NamedTuple):
@@ -32,7 +35,15 @@ def action_grid(m_grid: Sequence[float], q_grid: Sequence[float], *, clean: bool
 
 
 class Strategy:
-    """Base class: ``choose()`` an action index, then ``observe(index, payoff)``."""
+    """Base class of every strategy (built-in or plug-in): ``choose(peers)`` an action index, then
+    ``observe(index, payoff)`` with the payoff of the decision period it played.
+
+    A plug-in subclasses it; it is built as ``cls(actions, rng)`` with the principal's action grid
+    (``actions[i]`` is an :class:`Action`; index 0 is staying out) and a seeded ``random.Random`` it
+    must use for every random choice. Set ``uses_peers = True`` to receive, in ``choose``, the last
+    period's (payoff, action) of a few random other principals."""
+
+    uses_peers: ClassVar[bool] = False
 
     def __init__(self, actions: Sequence[Action], rng: random.Random, start: int | None = None) -> None:
         self.actions = list(actions)
@@ -149,6 +160,8 @@ class Imitation(Strategy):
     and action of the last completed period) and copy its action if it earned more than oneself; the
     action is mapped to the nearest one in one's own grid (peers may have other grids)."""
 
+    uses_peers = True
+
     def __init__(self, actions: Sequence[Action], rng: random.Random, rate: float = 0.3,
                  start: int | None = None) -> None:
         super().__init__(actions, rng, start)
@@ -172,19 +185,36 @@ class Imitation(Strategy):
                                   abs(self.actions[i].m - action.m) + abs(self.actions[i].q - action.q)))
 
 
+#: the built-in strategies by name
+BUILTIN_STRATEGIES: dict[str, type[Strategy]] = {
+    "fixed": Fixed,
+    "best_response": BestResponse,
+    "epsilon_greedy": EpsilonGreedy,
+    "regret_matching": RegretMatching,
+    "imitation": Imitation,
+}
+
+
+def strategy_class(name: Any, *, field: str = "population.strategy") -> type[Strategy]:
+    """The class a strategy name names: built-in, installed plug-in (entry-point group
+    ``coopsim.strategies``) or ``"module:Class"`` — a :class:`Strategy` subclass."""
+    cls = resolve(name, field=field, builtins=BUILTIN_STRATEGIES, group=GROUPS["strategy"])
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise InputError(field, name, f"a subclass of sim.strategies.Strategy; {name!r} is {cls!r}")
+    return cls
+
+
 def make_strategy(name: str, actions: Sequence[Action], rng: random.Random, *, epsilon: float = 0.1,
                   imitation_rate: float = 0.3, start: int | None = None) -> Strategy:
-    """A strategy by name (names as in :data:`sim.config.STRATEGIES`)."""
-    if name == "fixed":
-        return Fixed(actions, rng, start)
-    if name == "best_response":
+    """A strategy by name (see :func:`strategy_class`). Built-ins take the population's knobs; a
+    plug-in class is built as ``cls(actions, rng)``."""
+    cls = strategy_class(name)
+    if cls is BestResponse:
         return BestResponse(actions, rng, refresh=epsilon / 2, start=start)
-    if name == "epsilon_greedy":
+    if cls is EpsilonGreedy:
         return EpsilonGreedy(actions, rng, epsilon, start)
-    if name == "regret_matching":
-        return RegretMatching(actions, rng, start)
-    if name == "imitation":
+    if cls is Imitation:
         return Imitation(actions, rng, imitation_rate, start)
-    from coopsim.errors import InputError
-
-    raise InputError("population.strategy", name, "fixed, best_response, epsilon_greedy, regret_matching, imitation")
+    if cls in (Fixed, RegretMatching):
+        return cls(actions, rng, start)
+    return cls(actions, rng)

@@ -22,7 +22,9 @@ from scenarios.config import ScenarioConfig, Section
 from scenarios.figures import OKABE_ITO, estimate_band, estimate_bars, figure, forest, interval_caption, save
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
-from sim import CooperativeConfig, CooperativeModel, MechanismConfig
+from sim import CooperativeConfig, CooperativeModel
+from sim.config import MechanismEntry
+from sim.mechanisms import RevenueSharesSettings
 from sim.config import MAX_HOURS
 
 #: model reporters compared across mechanisms (time series and end-of-run means)
@@ -32,10 +34,12 @@ HEADLINE = ("participation", "accuracy", "welfare", "fairness", "gini", "free_ri
 
 
 class MechanismVariant(Section):
-    """One mechanism to compare: a label and its settings (``sim.MechanismConfig``)."""
+    """One mechanism to compare: a label and its settings (``{ kind = ..., its own settings }``)."""
 
     label: str = Field("mechanism", min_length=1, description="name in tables and figures")
-    mechanism: MechanismConfig = Field(default_factory=MechanismConfig, description="the mechanism's settings")
+    mechanism: MechanismEntry = Field(default_factory=RevenueSharesSettings,
+                                      description="the mechanism: a built-in kind, an installed plug-in's name or "
+                                                  "'module:Class', with its own settings")
 
 
 class CooperativeScenarioConfig(ScenarioConfig):
@@ -60,6 +64,12 @@ class CooperativeScenarioConfig(ScenarioConfig):
             raise InputError("cooperative.mechanism", set_here,
                              "not set in this scenario: every entry of `mechanisms` has its own (e.g. --set "
                              "'mechanisms=[{label=\"a2\", mechanism={kind=\"revenue_shares\", alpha=2.0}}]')")
+        for i, variant in enumerate(self.mechanisms):  # each arm's checks against the shared population
+            try:
+                variant.mechanism.check_with(self.cooperative)
+            except InputError as exc:
+                where = f"mechanisms.{i}." if exc.field.startswith("mechanism.") else "cooperative."
+                raise InputError(where + exc.field, exc.value, exc.allowed) from None
         labels = [v.label for v in self.mechanisms]
         if len(set(labels)) != len(labels):
             raise InputError("mechanisms", labels, "distinct labels (each names one arm of the comparison)")
@@ -371,7 +381,7 @@ def cooperative_scenario(name: str, description: str, *, cooperative: dict[str, 
         return CooperativeConfig.model_validate(cooperative)
 
     def default_mechanisms() -> list[MechanismVariant]:
-        return [MechanismVariant(label=label, mechanism=MechanismConfig.model_validate(m)) for label, m in mechanisms]
+        return [MechanismVariant(label=label, mechanism=m) for label, m in mechanisms]
 
     title = "".join(part.capitalize() for part in name.split("-"))
     config = create_model(

@@ -50,14 +50,14 @@ def test_guard_holds_when_attackers_become_the_majority_of_members():
 
 
 def test_cgsv_download_of_the_paper_aggregate_is_its_own_protocol():
-    """mechanism.cgsv_download: the reward models follow the model's change (default) or the
+    """mechanism.download (cgsv): the reward models follow the model's change (default) or the
     Γ-normalised aggregate u_N (the paper); with Γ-sized steps the reward models stay weaker."""
     values = {}
     for mode in ("change", "aggregate"):
         cfg = {"rounds": 4, "population": {"n_principals": 6, "strategy": "fixed",
                                            "behaviours": {"honest": 1.0}},
                "training": {"mode": "real", "standalone_epochs": 2},
-               "mechanism": {"kind": "cgsv", "cgsv_download": mode}}
+               "mechanism": {"kind": "cgsv", "download": mode}}
         _, agents = CooperativeModel(cfg, rng=2).run().frames()
         last = agents.xs(agents.index.get_level_values(0).max(), level=0)
         values[mode] = last["model_value"].mean()
@@ -66,5 +66,7 @@ def test_cgsv_download_of_the_paper_aggregate_is_its_own_protocol():
 
     from sim import CooperativeConfig
 
-    with pytest.raises(ValidationError, match="cgsv_download"):
-        CooperativeConfig.model_validate({"mechanism": {"kind": "cgsv", "cgsv_download": "server"}})
+    with pytest.raises(ValidationError, match=r"mechanism\.download"):
+        CooperativeConfig.model_validate({"mechanism": {"kind": "cgsv", "download": "server"}})
+    with pytest.raises(ValidationError, match=r"now mechanism\.download"):
+        CooperativeConfig.model_validate({"mechanism": {"kind": "cgsv", "cgsv_download": "aggregate"}})

@@ -116,7 +116,7 @@ def test_contract_choices_maximise_utility_and_rewards_stay_within_the_model(mod
            "mechanism": {"kind": "contracts"},
            "population": {"n_principals": 10, "behaviours": {"honest": 0.8, "free_rider": 0.2}}}
     model = CooperativeModel(cfg, rng=1)
-    assert model.mechanism.menu.success and model.mechanism.menu.check().ok
+    assert model.mechanism.menu_solution.success and model.mechanism.menu_solution.check().ok
     valuation = model.config.population.valuation
     for _ in range(6):
         model.step()
@@ -128,7 +128,7 @@ def test_contract_choices_maximise_utility_and_rewards_stay_within_the_model(mod
 
 def test_surrogate_scales_to_thousands():
     cfg = {"rounds": 10, "collect_agents": False, "training": {"mode": "surrogate"},
-           "mechanism": {"revenue_r0": 10_000.0},  # revenue must grow with the population to pay it
+           "market": {"revenue_r0": 10_000.0},  # revenue must grow with the population to pay it
            "population": {"n_principals": 2000, "behaviours": {"honest": 0.7, "free_rider": 0.1, "sybil": 0.2}}}
     model = CooperativeModel(cfg, rng=0).run()
     model_df, _ = model.frames()
@@ -188,7 +188,7 @@ def test_contract_choices_match_an_independent_recomputation():
     cfg = {"rounds": 4, "decision_period": 2, "training": {"mode": "surrogate"}, "mechanism": {"kind": "contracts"},
            "population": {"n_principals": 12, "unit_cost": [0.005, 0.2]}}
     model = CooperativeModel(cfg, rng=2)
-    menu, scale = model.mechanism.menu, model.config.training.surrogate_scale
+    menu, scale = model.mechanism.menu_solution, model.config.training.surrogate_scale
     rows = np.ceil(menu.m / scale - 1e-6)
     for _ in range(4):
         model.step()
@@ -204,7 +204,7 @@ def _check_contract_round(model):
     """Every principal's action is a best option under an independent recomputation of the posted
     menu (a sybil identity gets its share of the model; a free-rider pays no data cost and takes any
     item its pool can fill), and no one contributes negative rows or more than its pool."""
-    menu, scale = model.mechanism.menu, model.config.training.surrogate_scale
+    menu, scale = model.mechanism.menu_solution, model.config.training.surrogate_scale
     rows = np.ceil(menu.m / scale - 1e-6)
     assert menu.success and (rows >= 0).all()
     for p in model.principals:
@@ -225,7 +225,7 @@ def _check_contract_round(model):
 ])
 def test_contracts_in_small_cohorts_with_free_riders_and_sybils(population):
     cfg = {"rounds": 2, "training": {"mode": "surrogate", "partition": "pow"}, "population": population,
-           "mechanism": {"kind": "contracts", "contract_capacity_quantile": 1.0}}
+           "mechanism": {"kind": "contracts", "capacity_quantile": 1.0}}
     model = CooperativeModel(cfg, rng=0)
     for _ in range(2):
         model.step()
