@@ -1,10 +1,12 @@
 """The ``coopsim`` command line (typer).
 
 Commands: ``run`` (one scenario), ``sweep`` (grid × repeats, resumable, joblib or Dask), ``figures``
-(redraw from stored results), ``list`` (the scenario library) and ``demo`` (substrates side by side).
+(redraw from stored results), ``list`` (the scenario library, mechanisms and strategies, plug-ins
+included), ``check`` (a mechanism's conformance) and ``demo`` (substrates side by side).
 
 Exit codes: 0 ok, 2 bad input (the message names the field, the value and what is allowed),
-1 internal error.
+1 a plug-in failed (its traceback, under a line naming it and the round), a conformance item failed,
+or an internal error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from coopsim.errors import InputError
+from coopsim.errors import InputError, PluginError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="coopsim: reward mechanisms for AI cooperatives, on real training.")
@@ -57,6 +59,9 @@ def _exit_codes() -> Iterator[None]:
     except (InputError, ValidationError) as exc:
         _print_error(exc)
         raise typer.Exit(2) from None
+    except PluginError as exc:
+        _print_plugin_error(exc)
+        raise typer.Exit(1) from None
     except Exception:
         err_console.print("[red]internal error[/red] (please report):", highlight=False)
         err_console.print(traceback.format_exc(), highlight=False, markup=False)
@@ -70,14 +75,25 @@ def _print_error(exc: Exception) -> None:
     err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
 
 
+def _print_plugin_error(exc: PluginError) -> None:
+    """A plug-in failed: one line naming it and where, then its own traceback, once."""
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}; its traceback:", highlight=False)
+    cause = exc.__cause__ or exc
+    err_console.print("".join(traceback.format_exception(cause)).rstrip(), highlight=False, markup=False)
+
+
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value (TOML literal), "
                                                      "dotted key path; repeatable")]
 
 
 @app.command("list")
 def list_scenarios() -> None:
-    """Show the scenario library: name and one-line description."""
+    """Show the scenario library, and the mechanisms and strategies (built-in and installed plug-ins)
+    with their settings."""
     with _exit_codes():
+        from scenarios.plugins import mechanism_rows, strategy_rows
         from scenarios.registry import registry
 
         table = Table(title="coopsim scenario library")
@@ -87,6 +103,56 @@ def list_scenarios() -> None:
             table.add_row(name, scen.description)
         console.print(table)
         console.print("run one: coopsim run NAME [--set key=value ...] [--seed N] [--out DIR]")
+        from rich.markup import escape
+
+        for title, rows, hint in (
+                ("mechanisms (mechanism = { kind = NAME, setting = value ... })", mechanism_rows(),
+                 "your own: kind = \"my_pkg.mechs:MyMechanism\" (see README, Bring your own mechanism); "
+                 "coopsim check NAME tests one"),
+                ("strategies (population.strategy = NAME)", strategy_rows(),
+                 "your own: strategy = \"my_pkg.strategies:MyStrategy\", a subclass of sim.strategies.Strategy")):
+            table = Table(title=escape(title))
+            for col in ("name", "source", "what it does", "settings (default)"):
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*(escape(str(v)) for v in row))
+            console.print(table)
+            console.print(hint, highlight=False, markup=False)
+
+
+@app.command()
+def check(
+    kind: Annotated[str, typer.Argument(help="a mechanism: built-in name, installed plug-in name, or module:Class")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="one of its settings: name=value (TOML "
+                                                   "literal); repeatable")] = None,
+    seed: Annotated[int, typer.Option(help="root seed of the check's cooperatives", min=0, max=MAX_SEED)] = 0,
+    rounds: Annotated[int, typer.Option(help="rounds per check run", min=2, max=200)] = 8,
+) -> None:
+    """Conformance check of a mechanism: runs it in small seeded surrogate cooperatives and reports,
+    item by item, whether its settings validate, it runs, pays finite amounts within its budget,
+    is deterministic under a seed and leaves its inputs unchanged. Exit 1 when an item fails."""
+    with _exit_codes():
+        from scenarios.config import parse_override
+        from scenarios.conformance import check_mechanism
+        from sim.mechanisms import settings_for
+
+        settings = {}
+        for item in set_ or []:
+            path, value = parse_override(item)
+            settings[".".join(path)] = value
+        settings_for({**settings, "kind": kind}, field="mechanism")  # a bad name or setting: exit 2
+        report = check_mechanism(kind, settings, seed=seed, rounds=rounds)
+        for item in report.items:
+            mark = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: "[dim]skip[/dim]"}[item.passed]
+            from rich.markup import escape
+
+            console.print(f"{mark}  {item.name}" + (f": {escape(item.detail)}" if item.detail else ""),
+                          highlight=False)
+        if not report.ok:
+            console.print(f"{kind}: {len(report.failures())} of {len(report.items)} items did not pass",
+                          highlight=False, markup=False)
+            raise typer.Exit(1)
+        console.print(f"{kind}: all {len(report.items)} items pass", highlight=False, markup=False)
 
 
 @app.command()

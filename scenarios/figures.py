@@ -3,6 +3,7 @@ with units, figures saved atomically as PNG."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
+from scenarios import stats
 from scenarios.io import atomic_write
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -217,3 +220,30 @@ def forest(ax: plt.Axes, labels: list[str], estimates: list[Any], *, scale: floa
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_yticks(range(len(labels)), list(reversed(labels)), fontsize=7)
     ax.set_xlabel(xlabel)
+
+
+#: at most this many sweep figures are drawn (all metrics stay in summary.json)
+MAX_SWEEP_FIGURES = 12
+
+
+def sweep_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
+    """Comparison figures: each headline number against the first grid field (mean and interval
+    over repeats as a band), one line per combination of the other grid fields."""
+    runs = summary.get("runs", [])
+    table = pd.DataFrame([{**{f"grid.{k}": json.dumps(v) if isinstance(v, list | dict) else v
+                              for k, v in r["grid"].items()},
+                           "repeat": r["repeat"], **r["metrics"]} for r in runs])
+    metrics = sorted({k for r in runs for k in r["metrics"]})
+    grid_cols = [c for c in table.columns if c.startswith("grid.")]
+    paths = []
+    if len(metrics) > MAX_SWEEP_FIGURES:
+        import warnings
+
+        warnings.warn(f"sweep figures: {len(metrics)} metrics, drawing the first {MAX_SWEEP_FIGURES}; all of them are "
+                      f"in summary.json (runs[].metrics); a scenario's `headline` picks which to draw", stacklevel=2)
+    for metric in metrics[:MAX_SWEEP_FIGURES]:
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in metric)
+        paths.append(metric_vs_parameter(table, metric, grid_cols, folder / f"sweep_{safe}.png",
+                                         title=f"{summary.get('scenario')}: {metric}",
+                                         level=summary.get("intervals", {}).get("level", stats.DEFAULT_LEVEL)))
+    return paths

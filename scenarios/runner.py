@@ -103,7 +103,7 @@ def redraw(folder: Path) -> list[Path]:
         raise InputError("RESULTS_DIR", str(folder), "results written by coopsim ≥ 0.2.0 (this summary.json has no "
                          "intervals over replicates): rerun the scenario or sweep to redraw its figures")
     if summary.get("kind") == "sweep":
-        from scenarios.sweep import sweep_figures
+        from scenarios.figures import sweep_figures
 
         paths = sweep_figures(frame, summary, folder / "figures")
     else:

@@ -42,6 +42,7 @@ import coopsim
 from coopsim.errors import InputError
 from scenarios import stats
 from scenarios.config import Section, flatten, flatten_sections, read_toml, validate
+from scenarios.figures import sweep_figures
 from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, write_json
 from scenarios.registry import get, resolve
 from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, write_parquet
@@ -81,7 +82,6 @@ class SweepFile(Section):
         return table
 
 
-MAX_SWEEP_FIGURES = 12
 MAX_SWEEP_RUNS = 10_000
 
 
@@ -512,28 +512,3 @@ def numbers(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[path] = float(value)
     return out
-
-
-def sweep_figures(frame: pd.DataFrame, summary: dict[str, Any], folder: Path) -> list[Path]:
-    """Comparison figures: each headline number against the first grid field (mean and interval
-    over repeats as a band), one line per combination of the other grid fields."""
-    from scenarios.figures import metric_vs_parameter
-
-    runs = summary.get("runs", [])
-    table = pd.DataFrame([{**{f"grid.{k}": json.dumps(v) if isinstance(v, list | dict) else v
-                              for k, v in r["grid"].items()},
-                           "repeat": r["repeat"], **r["metrics"]} for r in runs])
-    metrics = sorted({k for r in runs for k in r["metrics"]})
-    grid_cols = [c for c in table.columns if c.startswith("grid.")]
-    paths = []
-    if len(metrics) > MAX_SWEEP_FIGURES:
-        import warnings
-
-        warnings.warn(f"sweep figures: {len(metrics)} metrics, drawing the first {MAX_SWEEP_FIGURES}; all of them are "
-                      f"in summary.json (runs[].metrics); a scenario's `headline` picks which to draw", stacklevel=2)
-    for metric in metrics[:MAX_SWEEP_FIGURES]:
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in metric)
-        paths.append(metric_vs_parameter(table, metric, grid_cols, folder / f"sweep_{safe}.png",
-                                         title=f"{summary.get('scenario')}: {metric}",
-                                         level=summary.get("intervals", {}).get("level", stats.DEFAULT_LEVEL)))
-    return paths

@@ -21,8 +21,8 @@ __all__ = [
     "MechanismSettings",
     "Offer",
     "Payout",
-    "RoundView",
     "PopulationConfig",
     "Principal",
+    "RoundView",
     "TrainingConfig",
 ]

@@ -23,9 +23,8 @@ from scenarios.figures import OKABE_ITO, estimate_band, estimate_bars, figure, f
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
 from sim import CooperativeConfig, CooperativeModel
-from sim.config import MechanismEntry
+from sim.config import MAX_HOURS, MechanismEntry
 from sim.mechanisms import RevenueSharesSettings
-from sim.config import MAX_HOURS
 
 #: model reporters compared across mechanisms (time series and end-of-run means)
 SERIES = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit", "free_rider_profit_members",

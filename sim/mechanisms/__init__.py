@@ -53,8 +53,8 @@ def mechanism_class(kind: Any, *, field: str = "mechanism.kind") -> type[Mechani
     :class:`Mechanism` subclass whose ``Settings`` is a :class:`MechanismSettings` subclass)."""
     cls = resolve(kind, field=field, builtins=BUILTINS, group=GROUP)
     if not (isinstance(cls, type) and issubclass(cls, Mechanism)):
-        raise InputError(field, kind, f"a subclass of sim.mechanisms.Mechanism; {kind!r} is "
-                                      f"{type(cls).__name__ if not isinstance(cls, type) else 'the class ' + cls.__name__}")
+        what = f"the class {cls.__name__}" if isinstance(cls, type) else f"a {type(cls).__name__}"
+        raise InputError(field, kind, f"a subclass of sim.mechanisms.Mechanism; {kind!r} is {what}")
     if not (isinstance(cls.Settings, type) and issubclass(cls.Settings, MechanismSettings)):
         raise InputError(field, kind, f"a mechanism whose Settings is a subclass of sim.mechanisms."
                                       f"MechanismSettings; {cls.__name__}.Settings is {cls.Settings!r}")
