@@ -120,8 +120,8 @@ def _record(model: CooperativeModel, rec: _Record) -> None:
     mech.pay = recorded  # type: ignore[method-assign]
 
 
-def _run(config: dict[str, Any], seed: int) -> _Record:
-    rec = _Record()
+def _run(config: dict[str, Any], seed: int, rec: _Record | None = None) -> _Record:
+    rec = _Record() if rec is None else rec
     model = CooperativeModel(config, rng=seed)
     _record(model, rec)
     model.run()
@@ -160,12 +160,17 @@ def check_mechanism(kind: str | type, settings: dict[str, Any] | None = None, *,
         return report
     config = _cooperative(name, parsed, seed, rounds)
     # 2.–4., 6.: one run
+    first = _Record()
     try:
-        first = _run(config, seed)
+        _run(config, seed, first)
     except Exception as exc:
         cause = exc.__cause__ if isinstance(exc, PluginError) and exc.__cause__ is not None else None
         items["runs"].passed = False
         items["runs"].detail = f"{exc}" + (f": {type(cause).__name__}: {cause}" if cause else "")
+        for name, found in (("payments finite", first.not_finite), ("within budget", first.over_budget),
+                            ("inputs not mutated", first.mutated)):
+            if found:  # what the recorder saw before the run stopped
+                items[name].passed, items[name].detail = False, found
         return report
     items["runs"].passed = True
     items["runs"].detail = f"{len(first.payouts)} rounds, 12 principals (+ sybil identities), surrogate mode"
