@@ -20,7 +20,8 @@ mean loss over the concatenated batch. Three engines compute the same pieces:
 pieces kept factored as each layer's activations and output errors (:class:`GradientFactors`), from
 which the dense (N, D) pieces are built only on demand.
 
-The model must be row-separable (no batch statistics such as BatchNorm in training mode), and
+The model must be row-separable (no batch statistics such as BatchNorm in training mode, no random
+layers such as Dropout in training mode; :func:`learning.exactness.check_traversable` tests a model), and
 ``loss_fn`` must be mean-reduced over rows (``torch.nn.functional.cross_entropy``,
 :class:`learning.models.MultiTaskLoss`).
 """
@@ -155,7 +156,12 @@ def member_gradients_and_loss(
     check_choice("engine", engine, ENGINES)
     X, y, sizes = _concat(member_batches)
     if engine == "auto":
-        engine = "grouped" if grouped_supported(model) else "vmap"
+        if grouped_supported(model):
+            try:
+                return _grouped(model, loss_fn, X, y, sizes)
+            except GroupedUnsupported:  # noticed in the forward pass; the model is now marked for vmap
+                pass
+        engine = "vmap"
     if engine == "grouped":
         check(grouped_supported(model), "engine", engine,
               "'grouped' needs every parameter in nn.Linear / nn.Conv2d (groups=1, numeric padding); "
@@ -200,11 +206,18 @@ def _bad_batch(member_batches: Sequence[MemberBatch]) -> None:
     raise AssertionError("unreachable: a malformed batch was reported but none found")
 
 
+class GroupedUnsupported(InputError):
+    """The ``grouped`` engine cannot follow this model's forward pass (a parameterised layer called
+    twice or never, or a layer's output modified in place). Only seen in a forward pass, so the model
+    is then marked: :func:`grouped_supported` answers False from then on and ``auto`` uses ``vmap``."""
+
+
 def grouped_supported(model: nn.Module) -> bool:
     """Whether the one-backward ``grouped`` engine applies: every module that owns parameters is an
     ``nn.Linear`` or an ``nn.Conv2d`` with ``groups=1`` and numeric zero padding, no parameter is
     shared by two modules (tied weights), and no module works in place (``inplace=True`` would
-    overwrite the layer outputs whose errors the engine reads). Cached per model."""
+    overwrite the layer outputs whose errors the engine reads). Cached per model; a forward pass that
+    the engine cannot follow (see :class:`GroupedUnsupported`) turns it to False."""
     cached = getattr(model, "_coopsim_grouped", None)
     if cached is None:
         cached = _grouped_supported(model)
@@ -316,13 +329,15 @@ def _capture(model, loss_fn, X, y, *, accumulate: bool):
         for h in handles:
             h.remove()
     if len(captured) != len(owners) or len({id(c[0]) for c in captured}) != len(owners):
-        raise InputError("model", type(model).__name__,
-                         "a model that calls each parameterised layer exactly once per forward pass "
-                         "(use engine='vmap' for shared weights)")
+        object.__setattr__(model, "_coopsim_grouped", False)
+        raise GroupedUnsupported("model", type(model).__name__,
+                                 "a model that calls each parameterised layer exactly once per forward pass "
+                                 "(use engine='vmap' for shared weights)")
     if any(c[2]._version != v for c, v in zip(captured, versions, strict=True)):
-        raise InputError("model", type(model).__name__,
-                         "a model whose forward never modifies a layer's output in place "
-                         "(use engine='vmap' for in-place operations)")
+        object.__setattr__(model, "_coopsim_grouped", False)
+        raise GroupedUnsupported("model", type(model).__name__,
+                                 "a model whose forward never modifies a layer's output in place "
+                                 "(use engine='vmap' for in-place operations)")
     if accumulate:
         loss.backward()
         grads = [deltas.get(i) for i in range(len(captured))]

@@ -64,7 +64,7 @@ def _exit_codes() -> Iterator[None]:
         raise typer.Exit(1) from None
     except Exception:
         err_console.print("[red]internal error[/red] (please report):", highlight=False)
-        err_console.print(traceback.format_exc(), highlight=False, markup=False)
+        err_console.print(traceback.format_exc(), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -81,7 +81,8 @@ def _print_plugin_error(exc: PluginError) -> None:
 
     err_console.print(f"[red]error:[/red] {escape(str(exc))}; its traceback:", highlight=False)
     cause = exc.__cause__ or exc
-    err_console.print("".join(traceback.format_exception(cause)).rstrip(), highlight=False, markup=False)
+    err_console.print("".join(traceback.format_exception(cause)).rstrip(), highlight=False, markup=False,
+                      soft_wrap=True)  # a traceback is never re-wrapped: its paths and lines stay whole
 
 
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value (TOML literal), "

@@ -166,6 +166,15 @@ def model_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def section_type(annotation: Any) -> type[BaseModel] | None:
+    """The model of a configuration *section*: a field typed exactly as one pydantic model, whose
+    tables merge key by key. A union (``str | DataFile``) or a validated entry (a mechanism, whose
+    ``kind`` picks its settings) is a value: a table given for it replaces the default whole."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested tables → ``{"a.b": value}`` (lists and scalars are leaves)."""
     out: dict[str, Any] = {}
@@ -187,7 +196,7 @@ def flatten_sections(data: Mapping[str, Any], model: type | None, prefix: str = 
         node: Any = model
         for part in key.split("."):
             field = getattr(node, "model_fields", {}).get(part)
-            node = model_type(field.annotation) if field is not None else None
+            node = section_type(field.annotation) if field is not None else None
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value and node is not None:
             out.update(flatten_sections(value, node, f"{name}."))

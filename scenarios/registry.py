@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from coopsim.errors import InputError
-from scenarios.config import SCENARIO_KEY, ScenarioConfig, apply_overrides, model_type, read_toml, validate
+from scenarios.config import SCENARIO_KEY, ScenarioConfig, apply_overrides, read_toml, section_type, validate
 from scenarios.result import ScenarioResult
 
 RunFn = Callable[[Any, int], ScenarioResult]
@@ -112,7 +112,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any], model: type | None) -> dic
     out = dict(base)
     fields = getattr(model, "model_fields", {})
     for key, value in top.items():
-        section = model_type(fields[key].annotation) if key in fields else None
+        section = section_type(fields[key].annotation) if key in fields else None
         if isinstance(value, dict) and isinstance(out.get(key), dict) and section is not None:
             out[key] = _merge(out[key], value, section)
         else:

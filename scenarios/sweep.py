@@ -162,7 +162,10 @@ def run_task(spec: RunSpec) -> tuple[str, pd.DataFrame | None, dict[str, Any]]:
         resolved = resolve(spec.target, seed=spec.seed, assignments=spec.assignments)
         frame, summary, _ = execute(resolved, run_id=spec.run_id)
     except Exception as exc:  # one failed run must not stop the others
-        return spec.run_id, None, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        error = f"{type(exc).__name__}: {exc}"
+        if exc.__cause__ is not None:  # e.g. a plug-in's own exception under the line that names it
+            error += f" ← {type(exc.__cause__).__name__}: {exc.__cause__}"
+        return spec.run_id, None, {"error": error, "traceback": traceback.format_exc()}
     frame.insert(2, "repeat", np.int64(spec.repeat))
     frame.insert(3, "point", np.int64(spec.point_index))
     summary.update(point=spec.point_index, repeat=spec.repeat, grid=spec.point)

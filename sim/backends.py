@@ -21,8 +21,9 @@ from economics.contracts.accuracy import GeneralisationBound
 from economics.valuation import fedavg_one_step_counterfactual, one_step_counterfactual
 from learning.data import load_dataset, split, with_risk_task
 from learning.evaluation import accuracy, batched_accuracy, batched_loss, loss_value
+from learning.exactness import check_traversable
 from learning.filters import ValueProfile, ValueReference
-from learning.models import build_model, default_loss
+from learning.models import build_model, default_loss, is_model_factory
 from learning.params import ParamLayout, flat_params
 from learning.partition import partition
 from learning.seeding import derive_seed, torch_generator
@@ -90,6 +91,8 @@ class RealBackend:
                                              image_shape=data.image_shape, task_classes=data.task_classes or None)
         self.model = self._make(0)
         self.loss_fn = default_loss(self.model)
+        if tc.substrate == "tl" and is_model_factory(tc.model):  # a user's model: TL must stay exact for it
+            check_traversable(self.model, self.loss_fn, self.X_val, self.y_val, field="training.model", name=tc.model)
         self.layout = ParamLayout.of(self.model)
         self.theta0 = flat_params(self.model)
         self.reference = ValueReference.from_classes(self.X_val, self.y_val) if config.population.value_profiles \

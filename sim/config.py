@@ -18,9 +18,9 @@ from pydantic import (
 )
 
 from coopsim.errors import InputError
-from learning.data import DATASETS
+from learning.data import DATASETS, DataFile, as_data_file, check_rows, load_dataset
 from learning.filters import ValueProfileSpec
-from learning.models import MODELS
+from learning.models import MODELS, build_user_model, default_loss, is_model_factory
 from learning.partition import PARTITIONS
 from sim.mechanisms import BUILTINS, MechanismSettings, RevenueSharesSettings, settings_for
 from sim.strategies import BUILTIN_STRATEGIES, strategy_class
@@ -35,6 +35,28 @@ FREE_RIDE = ("noise", "copies", "nothing")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+_CHECKED: dict[tuple, None] = {}
+
+
+def _check_factory(name: str, substrate: str, data: Any) -> None:
+    """A user's model factory builds a module with the right output (``build_user_model``) and, for
+    TL, keeps per-member gradients exact on one batch of the data (``check_traversable``); checked
+    once per (factory, data shape, substrate) in a process."""
+    key = (name, data.name, data.n_features, data.n_classes, substrate)
+    if key in _CHECKED:
+        return
+    import torch
+
+    from learning.exactness import check_traversable
+
+    model = build_user_model(name, data.n_features, data.n_classes, seed=0, field="model")
+    if substrate == "tl":
+        rows = min(32, len(data))
+        check_traversable(model, default_loss(model), torch.from_numpy(data.X[:rows]),
+                          torch.from_numpy(data.y[:rows]), field="model", name=name)
+    _CHECKED[key] = None
 
 
 class ProfileShare(_Strict):
@@ -113,9 +135,11 @@ class TrainingConfig(_Strict):
 
     mode: Literal[MODES] = Field("real", description="real torch training or a surrogate learning curve")
     substrate: Literal[SUBSTRATES] = Field("tl", description="traversal learning or FedAvg")
-    dataset: Literal[DATASETS] = Field("digits", description=f"one of {list(DATASETS)}")
+    dataset: str | DataFile = Field("digits", description=f"one of {list(DATASETS)}, or your own file (real mode): "
+                                    "{ path = 'members.csv', label = 'target' } (CSV, parquet, or npz with X and y)")
     partition: Literal[PARTITIONS] = Field("uni", description=f"one of {list(PARTITIONS)}")
-    model: Literal[MODELS] = Field("mlp", description=f"one of {list(MODELS)}")
+    model: str = Field("mlp", description=f"one of {list(MODELS)}, or your own factory 'module:function' "
+                       "(n_features, n_classes) -> torch.nn.Module (real mode; TL checks it is exact)")
     hidden: list[int] = Field(default_factory=lambda: [64], description="hidden widths (mlp, multitask)")
     lr: PositiveFloat = Field(0.3, description="learning rate η")
     batch_size: PositiveInt = Field(64, description="virtual batch size (TL) / local batch (FedAvg)")
@@ -127,6 +151,28 @@ class TrainingConfig(_Strict):
     standalone_epochs: PositiveInt = Field(20, description="epochs of each principal's standalone model")
     surrogate_scale: PositiveFloat = Field(50.0, description="surrogate: rows of data per unit of the curve's m")
     surrogate_dim: PositiveInt = Field(16, description="surrogate: dimension of synthetic update vectors")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_file(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("dataset"), Mapping):
+            data = {**data, "dataset": as_data_file(data["dataset"])}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingConfig:
+        if isinstance(self.dataset, str) and self.dataset not in DATASETS:
+            raise InputError("dataset", self.dataset, f"one of {list(DATASETS)}, or a data file: "
+                                                      "{ path = 'members.csv', label = 'target' }")
+        if self.model not in MODELS and not is_model_factory(self.model):
+            raise InputError("model", self.model, f"one of {list(MODELS)}, or a factory 'module:function'")
+        if self.mode == "real" and (isinstance(self.dataset, DataFile) or is_model_factory(self.model)):
+            data = load_dataset(self.dataset)  # a file is read (and cached) now: a bad one stops before any run
+            if is_model_factory(self.model):
+                if self.model == "multitask" or data.targets:
+                    raise InputError("model", self.model, "a built-in model for multi-task data")
+                _check_factory(self.model, self.substrate, data)
+        return self
 
 
 class MarketConfig(_Strict):
@@ -176,6 +222,9 @@ class CooperativeConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> CooperativeConfig:
+        if self.training.mode == "real" and isinstance(self.training.dataset, DataFile):
+            check_rows(load_dataset(self.training.dataset), self.population.n_principals,
+                       partition=self.training.partition, field="training.dataset.path")
         if any(p.profile.reject_heads or p.profile.admit_heads for p in self.population.value_profiles):
             if self.training.model != "multitask":
                 raise InputError("training.model", self.training.model,

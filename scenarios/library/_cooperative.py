@@ -273,7 +273,9 @@ def setting_text(summary: dict[str, Any]) -> str:
     coop = summary.get("config", {}).get("cooperative", {})
     pop, tr = coop.get("population", {}), coop.get("training", {})
     mix = ", ".join(f"{k} {100 * v:.0f}%" for k, v in pop.get("behaviours", {}).items())
-    learning = (f"real {tr.get('substrate', 'tl').upper()} training ({tr.get('dataset')}, {tr.get('model')})"
+    data = tr.get("dataset")
+    data = Path(str(data.get("path"))).name if isinstance(data, dict) else data  # a user's file: its name
+    learning = (f"real {tr.get('substrate', 'tl').upper()} training ({data}, {tr.get('model')})"
                 if tr.get("mode") == "real" else "surrogate learning curve")
     return (f"{pop.get('n_principals')} principals ({mix}), {pop.get('strategy')}, {learning}, "
             f"{coop.get('rounds')} rounds")

@@ -102,7 +102,8 @@ def test_dtype_and_default_loss(factory):
 
 BAD = {
     "not_callable": ("make = 3\n", ["not callable", "int"]),
-    "raises": ("def make(d, k):\n    raise ValueError('no such width')\n", ["ValueError", "no such width", "make(64, 10)"]),
+    "raises": ("def make(d, k):\n    raise ValueError('no such width')\n",
+               ["ValueError", "no such width", "make(64, 10)"]),
     "not_module": ("def make(d, k):\n    return [d, k]\n", ["returned a list", "not an nn.Module"]),
     "returns_none": ("def make(d, k):\n    return None\n", ["returned None"]),
     "no_params": ("from torch import nn\ndef make(d, k):\n    return nn.ReLU()\n", ["trainable parameters", "ReLU"]),
@@ -295,14 +296,18 @@ def test_tl_trains_and_loss_falls(factory, cla_members, digits, kind):
     model = build_model(factory(GOOD[kind]), 64, 10, seed=0)
     X_val, y_val = dataset_tensors(digits.val)
     check_traversable(model, None, X_val, y_val)
-    before = loss_value(model, F.cross_entropy, X_val, y_val)
+    X = torch.cat([m[0] for m in cla_members])
+    y = torch.cat([m[1] for m in cla_members])
+    before = loss_value(model, F.cross_entropy, X, y)
     trainer = TraversalTrainer(model, config={"lr": 0.1, "batch_size": 64}, seed=0)
     seen = []
-    losses = trainer.fit(cla_members, 2, callback=lambda rec: seen.append(rec))
-    after = loss_value(model, F.cross_entropy, X_val, y_val)
+    losses = trainer.fit(cla_members, 2, callback=seen.append)
+    after = loss_value(model, F.cross_entropy, X, y)
     assert losses[-1] < losses[0] and after < before - 0.3
-    rec = seen[-1]  # the hook's pieces are exact: θ^{t+1} = θ^t − η Σ_i g̃_i
+    # the credit hook's pieces are the exact step: θ^{t+1} = θ^t − η Σ_i g_i
+    rec, nxt = seen[-2], seen[-1]
     assert rec.raw.shape == (len(cla_members), ParamLayout.of(model).size)
+    assert torch.allclose(rec.theta - 0.1 * rec.raw.sum(0), nxt.theta, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", sorted(GOOD))
@@ -340,6 +345,6 @@ def test_split_mode_needs_a_sequential(factory):
     assert cut_sequence(seq) is seq
     TraversalTrainer(seq, config={"cut_layer": 2}, seed=0)
     custom = build_model(factory(TWO_LINEAR), 64, 10, seed=0)
-    with pytest.raises(InputError, match="nn.Sequential") as err:
+    with pytest.raises(InputError, match=r"nn\.Sequential") as err:
         TraversalTrainer(custom, config={"cut_layer": 1}, seed=0)
     assert err.value.field == "cut_layer"
