@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from os import PathLike
@@ -632,3 +632,29 @@ def degrade(data: Dataset, quality: Quality, seed: SeedLike) -> tuple[Dataset, n
     if quality.feature_noise > 0:
         X = X + rng.normal(scale=quality.feature_noise, size=X.shape).astype(np.float32)
     return replace(data, X=X.astype(np.float32), y=y), corrupted
+
+
+def dataset_label(spec: str | DataFile | Mapping[str, Any]) -> str:
+    """A short name for tables, figures and file names: the built-in name, or a file's stem."""
+    if isinstance(spec, str):
+        return spec
+    return Path(str(as_data_file(spec).path)).stem
+
+
+def dataset_spec(value: Any, *, names: Sequence[str] = DATASETS, field: str = "dataset") -> str | DataFile:
+    """A configuration's dataset: one of ``names``, or a data file (``{path, label}``), which is read
+    and checked now so that a bad file stops a run before anything is written."""
+    if isinstance(value, str):
+        check(value in names, field, value, f"one of {list(names)}, or a data file "
+                                            "{ path = 'members.csv', label = 'target' }")
+        return value
+    if isinstance(value, DataFile | Mapping):
+        try:
+            spec = as_data_file(value)
+            read_data_file(spec)
+        except InputError as exc:  # name the configuration's field (e.g. datasets.0.path)
+            if not exc.field.startswith("dataset"):
+                raise
+            raise InputError(field + exc.field.removeprefix("dataset"), exc.value, exc.allowed) from None
+        return spec
+    raise InputError(field, value, f"one of {list(names)}, or a data file {{ path = 'members.csv', label = 'target' }}")

@@ -22,7 +22,7 @@ from scenarios.config import ScenarioConfig, Section
 from scenarios.figures import OKABE_ITO, estimate_band, estimate_bars, figure, forest, interval_caption, save
 from scenarios.registry import Scenario
 from scenarios.result import ScenarioResult
-from sim import CooperativeConfig, CooperativeModel
+from sim import MODEL_REPORTERS, CooperativeConfig, CooperativeModel
 from sim.config import MAX_HOURS, MechanismEntry
 from sim.mechanisms import RevenueSharesSettings
 
@@ -200,6 +200,10 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
                                  undefined_reason=UNDEFINED.get(metric, "undefined in every replicate"),
                                  bounds=BOUNDS.get(metric))
             values[metric] = est.as_dict()
+        own = per.loc[label] if label in per.index.get_level_values(0) else pd.DataFrame()
+        for metric in own.columns:  # a mechanism's own reporters (Mechanism.reporters), e.g. a plug-in's
+            if metric not in MODEL_REPORTERS and own[metric].notna().any():
+                values[metric] = stats.estimate(column(label, metric), level=level).as_dict()
         per_behaviour = _surplus_by_behaviour(frame, label, cfg, window[0])
         values["surplus_by_behaviour"] = {beh: stats.estimate(v, level=level).as_dict()
                                           for beh, v in per_behaviour.items()}

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
 from economics.valuation import fedavg_one_step_counterfactual, fedavg_reconstruction_shapley, one_step_counterfactual
-from learning.data import Quality
+from learning.data import DataFile, Quality, dataset_spec
 from learning.evaluation import accuracy
 from learning.models import build_model
 from learning.params import flat_params, set_flat_params
@@ -65,7 +65,8 @@ def quality_of(kind: str, level: float) -> Quality:
 class DataSection(Section):
     """Data, partition and the members' known noise levels."""
 
-    dataset: Literal["digits", "mnist5k", "synthetic"] = Field("digits", description="offline dataset (SPEC §7)")
+    dataset: str | DataFile = Field("digits", description="offline dataset: digits, mnist5k or synthetic, or your "
+                                                          "own file { path = 'rows.csv', label = 'target' }")
     partition: Literal["uni", "pow", "cla", "dirichlet"] = Field("uni", description="how rows are shared")
     noise: Literal["labels", "features", "duplicates"] = Field(
         "labels", description="how each member's level degrades its rows: " + "; ".join(
@@ -73,6 +74,11 @@ class DataSection(Section):
     levels: list[float] = Field([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5], min_length=2, max_length=12,
                                 description="one noise level in [0, 1] per member (true quality = 1 − level; "
                                             "called label_noise before coopsim 0.2)")
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset(cls, value: Any) -> str | DataFile:
+        return dataset_spec(value, names=("digits", "mnist5k", "synthetic"))
 
     @field_validator("levels")
     @classmethod

