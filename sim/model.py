@@ -57,6 +57,7 @@ class CooperativeModel(mesa.Model):
             self.config, derive_seed(self.seed, 1))
         self.principals: list[Principal] = self._populate()
         self.shared_model = self.backend.shared_model()
+        self._ids = frozenset(p.unique_id for p in self.principals)
         pop = self.config.population
         self.mechanism = self._plugin_call("setting up", lambda: mechanisms.build(self.config.mechanism, Cooperative(
             principals=tuple(p.unique_id for p in self.principals),
@@ -194,8 +195,8 @@ class CooperativeModel(mesa.Model):
     def _check_payout(self, payout: Payout, r: int) -> None:
         """A mechanism pays known principals finite amounts and gives reward models to members only."""
         name = self.config.mechanism.kind
-        ids = {p.unique_id for p in self.principals}
-        members = {p.unique_id for p in self._members}
+        ids = self._ids
+        members = {p.unique_id for p in self._members} if payout.reward_accuracy else set()
         for label, values, allowed in (("payments", payout.payments, ids),
                                        ("reward_accuracy", payout.reward_accuracy, members)):
             for key, value in values.items():

@@ -178,3 +178,25 @@ def test_budget_of_builtin_money_mechanisms_is_the_revenue():
         frame, _ = CooperativeModel({**SURROGATE, "mechanism": {"kind": kind}}, rng=3).run().frames()
         assert frame["payments"].sum() <= frame["revenue"].sum() + 1e-9
         assert np.isclose(frame["payments"].sum(), frame["revenue"].sum())  # horizon 1: everything is paid
+
+
+def test_coopsim_list_shows_installed_mechanisms_and_strategies(tmp_path, monkeypatch, plugin):
+    from typer.testing import CliRunner
+
+    from scenarios.cli import app
+
+    name = f"strat_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(STRATEGY))
+    dist = tmp_path / "fake_lister-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-lister\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[coopsim.mechanisms]\nrow_pay_listed = {plugin}:PayPerRow\n\n"
+                                           f"[coopsim.strategies]\nalways_out_listed = {name}:AlwaysOut\n")
+    result = CliRunner().invoke(app, ["list"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "row_pay_listed" in result.output and "rate=2.0" in result.output  # with its settings
+    assert "always_out_listed" in result.output and "Never joins." in result.output
+    for builtin in ("revenue_shares", "cgsv", "contracts", "regret_matching"):
+        assert builtin in result.output
+    cfg = {**SURROGATE, "population": {"n_principals": 4, "strategy": "always_out_listed"}}
+    assert CooperativeModel(cfg, rng=0).run().report_participation == 0.0
