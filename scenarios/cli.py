@@ -179,6 +179,8 @@ def run(
         for name, table in done.tables.items():
             _print_table(name, table)
         _print_intervals(done.summary)
+        for line in done.summary.get("settling_warnings", []):
+            console.print(f"warning: {line}", style="yellow", highlight=False, markup=False)
         console.print(f"finished in {done.summary['seconds']:.1f} s")
         console.print(f"results: {(done.out / 'results.parquet').resolve()}")
         console.print(f"summary: {(done.out / 'summary.json').resolve()}")

@@ -58,6 +58,11 @@ class Principal(mesa.Agent):
         self.reward = 0.0
         self.utility = 0.0
         self.period_payoff = 0.0
+        #: settling: whether this period's choice counts (deliberate, by an adaptive principal) and
+        #: whether it changed from the previous deliberate choice (action index, or offer taken)
+        self.counted = False
+        self.changed = False
+        self._deliberate: int | None = None
         #: payoff and action of the last completed decision period (what peers can observe)
         self.last_payoff = float("-inf")
         self.last_action: Action = OUT
@@ -106,11 +111,23 @@ class Principal(mesa.Agent):
         if self.behaviour in ATTACKERS:
             self.action_index = -1
             self.action = ATTACK
+            self.counted = self.changed = False
         else:
             peers = self.model.peer_sample(self) if self.strategy.uses_peers else ()
+            self.strategy.explored = False
             self.action_index = self.strategy.choose(peers)
             self.action = self.strategy.actions[self.action_index]
+            deliberate = self.strategy.adapts and not (self.strategy.explored or self.strategy.mixed)
+            self._note_choice(self.action_index if deliberate else None)
         self.period_payoff = 0.0
+
+    def _note_choice(self, choice: int | None) -> None:
+        """Settling: a deliberate ``choice`` counts once there is an earlier one to compare with
+        (``None``: an exploratory or mixed choice, which does not count)."""
+        self.counted = choice is not None and self._deliberate is not None
+        self.changed = self.counted and choice != self._deliberate
+        if choice is not None:
+            self._deliberate = choice
 
     def options(self, menu: Sequence[Offer]) -> tuple[np.ndarray, float]:
         """Expected utility of each offer (−inf where the pool is too small) and of staying out: the
@@ -134,6 +151,7 @@ class Principal(mesa.Agent):
         else:
             self.offer = j
             self.action = Action(True, menu[j].rows / self.pool_size, 0.0)
+        self._note_choice(self.offer)
 
     def selection_regret(self, menu: Sequence[Offer]) -> float:
         """Expected utility lost against the best option among ``menu`` and staying out (0 when the

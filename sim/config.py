@@ -88,6 +88,9 @@ class PopulationConfig(_Strict):
                           f"{list(STRATEGIES)}, an installed plug-in's name, or 'module:Class' (a subclass of "
                           "sim.strategies.Strategy)")
     unit_cost: tuple[float, float] = Field((0.01, 0.05), description="range of private unit data costs (per row)")
+    cost_levels: list[float] = Field(default_factory=list, description="discrete unit costs instead of draws from "
+                                     "the range: each level held by an equal share of the principals (seeded "
+                                     "order); levels lie in unit_cost, which contracts still use for their types")
     quality_cost: float = Field(0.01, ge=0.0, description="effort per row for cleaning all noisy labels (q = 1)")
     base_label_noise: tuple[float, float] = Field((0.0, 0.3), description="range of raw label-noise fractions")
     valuation: PositiveFloat = Field(100.0, description="value of a model per unit of accuracy, per round")
@@ -117,6 +120,11 @@ class PopulationConfig(_Strict):
             lo, hi = getattr(self, field)
             if not 0.0 <= lo <= hi:
                 raise InputError(f"population.{field}", (lo, hi), "a range 0 ≤ low ≤ high")
+        lo, hi = self.unit_cost
+        if any(not lo - 1e-12 <= c <= hi + 1e-12 for c in self.cost_levels):
+            raise InputError("population.cost_levels", self.cost_levels, f"levels within unit_cost = [{lo}, {hi}]")
+        if len(set(self.cost_levels)) != len(self.cost_levels):
+            raise InputError("population.cost_levels", self.cost_levels, "distinct levels")
         if self.base_label_noise[1] > 1.0:
             raise InputError("population.base_label_noise", self.base_label_noise, "fractions in [0, 1]")
         for field, values in (("m_grid", self.m_grid), ("q_grid", self.q_grid)):

@@ -35,7 +35,7 @@ from sim.strategies import Action, action_grid, make_strategy
 MODEL_REPORTERS = ("participation", "accuracy", "val_loss", "revenue", "payments", "mean_quality", "fairness",
                    "gini", "individual_rationality", "budget_balance", "welfare", "free_rider_profit",
                    "free_rider_profit_members",
-                   "contract_regret", "contract_realised_ir")
+                   "contract_regret", "contract_realised_ir", "action_changes")
 AGENT_REPORTERS = ("credit", "reward", "money", "model_value", "utility", "surplus", "joined", "rows", "quality",
                    "behaviour", "owner")
 
@@ -78,6 +78,7 @@ class CooperativeModel(mesa.Model):
         self.last_accuracy = float("nan")
         self.last_val_loss = float("nan")
         self._members: list[Principal] = []
+        self._decided = False
         reporters: dict[str, Any] = {name: f"report_{name}" for name in MODEL_REPORTERS
                                      if not name.startswith("contract_") or self.self_selecting}
         for name in self.mechanism.reporters:
@@ -108,7 +109,11 @@ class CooperativeModel(mesa.Model):
         n = pop.n_principals
         behaviours = _apportion(pop.behaviours, n, self.rng)
         profiles = _apportion({k: p.share for k, p in enumerate(pop.value_profiles)}, n, self.rng, fill=None)
-        costs = self.rng.uniform(*pop.unit_cost, size=n)
+        if pop.cost_levels:  # equal shares of each level (a designer's discrete cost types)
+            levels = _apportion({c: 1.0 / len(pop.cost_levels) for c in pop.cost_levels}, n, self.rng)
+            costs = np.array(levels, dtype=float)
+        else:
+            costs = self.rng.uniform(*pop.unit_cost, size=n)
         noise = self.rng.uniform(*pop.base_label_noise, size=n)
         pools = self.backend.owner_pools(n)
         spec: dict[str, list] = {k: [] for k in ("index", "owner", "behaviour", "unit_cost", "label_noise",
@@ -148,7 +153,8 @@ class CooperativeModel(mesa.Model):
     def step(self) -> None:
         r = self.steps - 1  # Mesa counts steps from 1
         period = self.config.decision_period
-        if r % period == 0:
+        self._decided = r % period == 0
+        if self._decided:
             if self.self_selecting:  # self-selection: each principal takes its best offer or stays out
                 self.menu = self._plugin_call("posting its menu", self.mechanism.menu)
                 self.agents.shuffle_do("select_offer", self.menu)
@@ -291,6 +297,17 @@ class CooperativeModel(mesa.Model):
         if not (riders.any() and (~riders).any()):
             return float("nan")
         return free_rider_profit(np.array([p.surplus for p in group]), riders)
+
+    @property
+    def report_action_changes(self) -> float:
+        """Settling: on a decision round, the share of principals whose deliberate choice (their
+        strategy's, or the offer they took) changed since their previous deliberate choice; among
+        adaptive principals whose choice counts (not attackers, exploration or mixed strategies).
+        NaN on other rounds and when no choice counts."""
+        if not self._decided:
+            return float("nan")
+        counted = [p.changed for p in self.principals if p.counted]
+        return float(np.mean(counted)) if counted else float("nan")
 
     @property
     def report_contract_regret(self) -> float:

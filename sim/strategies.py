@@ -41,14 +41,24 @@ class Strategy:
     A plug-in subclasses it; it is built as ``cls(actions, rng)`` with the principal's action grid
     (``actions[i]`` is an :class:`Action`; index 0 is staying out) and a seeded ``random.Random`` it
     must use for every random choice. Set ``uses_peers = True`` to receive, in ``choose``, the last
-    period's (payoff, action) of a few random other principals."""
+    period's (payoff, action) of a few random other principals.
+
+    Settling (has the population reached the behaviour the mechanism induces?) counts the principals
+    whose *deliberate* choice changed between decisions: a strategy sets ``self.explored = True`` in
+    ``choose`` when that choice was exploration (a random try), so it does not count; a strategy that
+    randomises every choice (a mixed strategy, e.g. regret matching) sets ``mixed = True`` and is
+    judged by the drift of payoffs only; one that never adapts sets ``adapts = False``."""
 
     uses_peers: ClassVar[bool] = False
+    mixed: ClassVar[bool] = False
+    adapts: ClassVar[bool] = True
 
     def __init__(self, actions: Sequence[Action], rng: random.Random, start: int | None = None) -> None:
         self.actions = list(actions)
         self.rng = rng
         self.current = len(self.actions) - 1 if start is None else start
+        #: whether the last ``choose`` explored (a random try) rather than chose deliberately
+        self.explored = False
 
     def choose(self, peers: Sequence[tuple[float, Action]] = ()) -> int:
         return self.current
@@ -59,6 +69,8 @@ class Strategy:
 
 class Fixed(Strategy):
     """Always the same action (the grid's last one, full contribution, unless ``start`` is given)."""
+
+    adapts = False
 
 
 class _Estimates(Strategy):
@@ -75,6 +87,7 @@ class _Estimates(Strategy):
 
     def _best(self) -> int:
         untried = [i for i, c in enumerate(self.count) if c == 0]
+        self.explored = bool(untried)  # trying every action once is exploration
         if untried:
             return self.rng.choice(untried)
         top = max(self.mean)
@@ -99,6 +112,7 @@ class BestResponse(_Estimates):
     def choose(self, peers: Sequence[tuple[float, Action]] = ()) -> int:
         if self.refresh > 0 and self.rng.random() < self.refresh:
             self.current = self.rng.randrange(len(self.actions))
+            self.explored = True
         else:
             self.current = self._best()
         return self.current
@@ -116,6 +130,7 @@ class EpsilonGreedy(_Estimates):
     def choose(self, peers: Sequence[tuple[float, Action]] = ()) -> int:
         if self.rng.random() < self.epsilon:
             self.current = self.rng.randrange(len(self.actions))
+            self.explored = True
         else:
             self.current = self._best()
         return self.current
@@ -124,7 +139,10 @@ class EpsilonGreedy(_Estimates):
 class RegretMatching(_Estimates):
     """Regret matching (Hart & Mas-Colell 2000), bandit form: the payoff an action would have earned
     is estimated by its running mean; cumulative regrets ``R_a += û_a − u_played`` and the next action
-    is drawn with probability ∝ max(R_a, 0) (uniform when no regret is positive)."""
+    is drawn with probability ∝ max(R_a, 0) (uniform when no regret is positive). A mixed strategy:
+    its play keeps changing at equilibrium, so settling judges it by payoff drift only."""
+
+    mixed = True
 
     def __init__(self, actions: Sequence[Action], rng: random.Random, start: int | None = None) -> None:
         super().__init__(actions, rng, start)

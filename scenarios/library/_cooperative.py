@@ -28,7 +28,9 @@ from sim.mechanisms import RevenueSharesSettings
 
 #: model reporters compared across mechanisms (time series and end-of-run means)
 SERIES = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit", "free_rider_profit_members",
-          "mean_quality", "individual_rationality", "revenue", "payments")
+          "mean_quality", "individual_rationality", "revenue", "payments", "action_changes")
+#: settling measures summarised per mechanism beside SERIES (see :class:`SettleConfig`)
+SETTLING = ("welfare_drift", "settled")
 HEADLINE = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit")
 
 
@@ -39,6 +41,21 @@ class MechanismVariant(Section):
     mechanism: MechanismEntry = Field(default_factory=RevenueSharesSettings,
                                       description="the mechanism: a built-in kind, an installed plug-in's name or "
                                                   "'module:Class', with its own settings")
+
+
+class SettleConfig(Section):
+    """When has a population settled, i.e. reached the behaviour the mechanism induces? Judged per
+    replicate over the final window: few principals still change their deliberate choice, and welfare
+    no longer drifts. A run that did not settle is flagged: its numbers describe a transient."""
+
+    max_changes: float = Field(0.05, ge=0.0, le=1.0,
+                               description="largest mean share of principals whose deliberate choice changed per "
+                                           "decision in the final window (exploration and mixed strategies do "
+                                           "not count)")
+    max_drift: float = Field(0.01, ge=0.0,
+                             description="largest |welfare change| between the two halves of the final window, "
+                                         "per principal, as a share of the valuation (0.01: one accuracy point's "
+                                         "worth of model per principal)")
 
 
 class CooperativeScenarioConfig(ScenarioConfig):
@@ -54,6 +71,8 @@ class CooperativeScenarioConfig(ScenarioConfig):
     baseline: str | None = Field(None, description="label of the mechanism every other is compared with, paired "
                                                    "per replicate (default: the equal split if listed, else the "
                                                    "first)")
+    settle: SettleConfig = Field(default_factory=SettleConfig,
+                                 description="when a replicate counts as settled (flagged in the summary otherwise)")
 
     @model_validator(mode="after")
     def _mechanism_set_per_variant(self) -> CooperativeScenarioConfig:
@@ -139,6 +158,8 @@ UNDEFINED = {
     "accuracy": "no round trained a model",
     "contract_regret": "not a contract mechanism",
     "contract_realised_ir": "not a contract mechanism",
+    "action_changes": "no deliberate choice in the final window (mixed or fixed strategies, or no decision round)",
+    "welfare_drift": "a final window of one round",
 }
 #: the range of the bounded reporters (intervals are clipped to it)
 BOUNDS = {"participation": (0.0, 1.0), "accuracy": (0.0, 1.0), "mean_quality": (0.0, 1.0), "gini": (0.0, 1.0),
@@ -195,6 +216,7 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
 
     for label in labels:
         values: dict[str, Any] = {}
+        changes, drift, settled = _settling(frame, label, cfg, window)
         for metric in SERIES:
             est = stats.estimate(column(label, metric), level=level, verdict=metric in SIGNED,
                                  undefined_reason=UNDEFINED.get(metric, "undefined in every replicate"),
@@ -204,6 +226,12 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
         for metric in own.columns:  # a mechanism's own reporters (Mechanism.reporters), e.g. a plug-in's
             if metric not in MODEL_REPORTERS and own[metric].notna().any():
                 values[metric] = stats.estimate(column(label, metric), level=level).as_dict()
+        values["welfare_drift"] = stats.estimate(drift, level=level, undefined_reason=UNDEFINED["welfare_drift"]
+                                                 ).as_dict()
+        values["settled"] = stats.estimate(settled, level=level, bounds=(0.0, 1.0)).as_dict()
+        out.setdefault("settling", {})[label] = {
+            "replicates_settled": int(sum(settled)), "replicates": len(settled), "settled": all(settled),
+            "unsettled_replicates": [k for k, ok in enumerate(settled) if not ok]}
         per_behaviour = _surplus_by_behaviour(frame, label, cfg, window[0])
         values["surplus_by_behaviour"] = {beh: stats.estimate(v, level=level).as_dict()
                                           for beh, v in per_behaviour.items()}
@@ -218,8 +246,48 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
                                                    bounds=BOUNDS.get(metric)).as_dict()
                              for metric in COMPARED}
         for label in labels if label != base}
-    out["verdicts"] = _verdicts(out)
+    out["settling_warnings"] = _settling_verdicts(out, cfg)
+    out["verdicts"] = _verdicts(out) + out["settling_warnings"]
+    out["unsettled"] = [label for label, s in out["settling"].items() if not s["settled"]]
     return out
+
+
+def _settling_verdicts(summary: dict[str, Any], cfg: CooperativeScenarioConfig) -> list[str]:
+    """A warning per mechanism whose population did not settle in every replicate."""
+    lines = []
+    for label, s in summary["settling"].items():
+        if s["settled"]:
+            continue
+        m = summary["mechanisms"][label]
+        lines.append(f"{label}: NOT SETTLED in {s['replicates'] - s['replicates_settled']} of {s['replicates']} "
+                     f"replicates — deliberate changes per decision {stats.Estimate(**m['action_changes']).text()} "
+                     f"(limit {cfg.settle.max_changes:g}), welfare drift {stats.Estimate(**m['welfare_drift']).text()}"
+                     f" (limit ±{cfg.settle.max_drift:g}); its numbers describe a transient: raise rounds")
+    return lines
+
+
+def _settling(frame: pd.DataFrame, label: str, cfg: CooperativeScenarioConfig,
+              window: list[int]) -> tuple[list[float], list[float], list[float]]:
+    """Per replicate: mean share of changed deliberate choices per decision in the final window,
+    welfare drift between the window's halves (per principal, in units of the valuation) and whether
+    the replicate settled (1.0) under ``cfg.settle`` (an undefined measure does not fail it)."""
+    start, end = window
+    mid = start + (end - start + 1) // 2  # second half: rounds mid..end
+    rows = frame[(frame.mechanism == label) & (frame.agent == "") & (frame["round"] >= start)]
+    scale = cfg.cooperative.population.valuation * cfg.cooperative.population.n_principals
+    changes, drift, settled = [], [], []
+    for k in range(cfg.replicates):
+        rep = rows[rows.replicate == k]
+        c = rep[rep.variable == "action_changes"]["value"].mean()
+        w = rep[rep.variable == "welfare"]
+        d = ((w[w["round"] >= mid]["value"].mean() - w[w["round"] < mid]["value"].mean()) / scale
+             if end > start else float("nan"))
+        changes.append(float(c))
+        drift.append(float(d))
+        ok = not (np.isfinite(c) and c > cfg.settle.max_changes) and not (np.isfinite(d) and
+                                                                         abs(d) > cfg.settle.max_drift)
+        settled.append(1.0 if ok else 0.0)
+    return changes, drift, settled
 
 
 def _surplus_by_behaviour(frame: pd.DataFrame, label: str, cfg: CooperativeScenarioConfig,
@@ -253,8 +321,11 @@ def _verdicts(summary: dict[str, Any]) -> list[str]:
 def summary_tables(summary: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Terminal tables: every headline metric as ``mean [low, high]`` per mechanism, and the paired
     differences against the baseline with their verdicts."""
+    settling = summary.get("settling", {})
     mech = pd.DataFrame([{"mechanism": label, **{k: stats.Estimate(**v).text() for k, v in values.items()
-                                                 if k in HEADLINE}}
+                                                 if k in HEADLINE},
+                          **({"settled": f"{settling[label]['replicates_settled']}/{settling[label]['replicates']}"}
+                             if label in settling else {})}
                          for label, values in summary["mechanisms"].items()])
     comp = pd.DataFrame([{"comparison (paired per replicate)": name, "metric": metric,
                           "difference [CI]": stats.Estimate(**est).text(), "verdict": est["verdict"]}
