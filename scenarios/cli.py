@@ -247,6 +247,71 @@ def sweep(
 
 
 @app.command()
+def tune(
+    study_file: Annotated[Path, typer.Argument(help="study TOML: [cooperative], [space], [objectives], "
+                                                    "[constraints], trials, repeats, seed")],
+    workers: Annotated[int, typer.Option(help="trials run at once: local worker processes (joblib), or the batch "
+                                              "size on a Dask cluster", min=1)] = 1,
+    scheduler: Annotated[str | None, typer.Option(help="address of a Dask scheduler, e.g. tcp://host:8786")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default results/tune/<file stem>/)")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar with the best trial so far")] = True,
+    connect_timeout: Annotated[float, typer.Option(help="seconds to wait for the Dask scheduler", min=0.1)] = 20.0,
+) -> None:
+    """Search mechanism settings (Optuna) for the study's objectives under its constraints; resumable
+    (the study lives in OUT/study.db: rerun the same command after an interruption)."""
+    with _exit_codes():
+        from scenarios.tune import run_tune
+
+        started = time.perf_counter()
+        done = run_tune(study_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
+                        connect_timeout=connect_timeout)
+        s = done.summary
+        counts = ", ".join(f"{v} {k}" for k, v in s["trials"].items())
+        recovered = (f"; {len(done.recovered)} interrupted trial(s) marked failed and queued again"
+                     if done.recovered else "")
+        console.print(f"study {done.study.name!r}: {done.ran} trial(s) ran now ({counts}; "
+                      f"{s['feasible']} feasible){recovered} ({time.perf_counter() - started:.1f} s)",
+                      highlight=False, markup=False)
+        _print_best(done)
+        _print_intervals(s)
+        console.print(f"trials:  {(done.out / 'trials.parquet').resolve()}")
+        console.print(f"store:   {(done.out / 'study.db').resolve()} (optuna-dashboard sqlite:///"
+                      f"{(done.out / 'study.db').resolve()})", highlight=False)
+        console.print(f"summary: {(done.out / 'summary.json').resolve()}")
+        console.print(f"figures: {(done.out / 'figures').resolve()} ({len(done.figures)} PNG)")
+        if s["best"]:
+            console.print(f"best:    {(done.out / s['best'][0]['file']).resolve()} (coopsim run it to reproduce)")
+
+
+def _print_best(done) -> None:
+    """The best (or Pareto-optimal) feasible trials, one column each: parameters, objectives with
+    their intervals, each constraint's judged value."""
+    import pandas as pd
+
+    from scenarios import stats
+
+    s = done.summary
+    if not s["best"]:
+        console.print("no feasible trial: none met every constraint (see trials.parquet and the figures)",
+                      style="yellow")
+        return
+    shown = s["best"][:4]
+    rows: dict[str, list[str]] = {}
+    for b in shown:
+        for k, v in b["params"].items():
+            rows.setdefault(k, []).append(_cell(v))
+        for m, e in b["objectives"].items():
+            rows.setdefault(m, []).append(stats.Estimate(**e).text("{:.4g}"))
+        for name, c in b["constraints"].items():
+            rows.setdefault(name, []).append(f"{_cell(c['judged'])} ({'met' if c['met'] else 'missed'})")
+    frame = pd.DataFrame({"": list(rows), **{f"trial {b['number']}": [rows[k][j] for k in rows]
+                                            for j, b in enumerate(shown)}})
+    title = "best trial" if len(done.study.objectives) == 1 else (
+        f"Pareto-optimal feasible trials ({len(s['best'])}; first {len(shown)} shown)")
+    _print_table(title, frame)
+
+
+@app.command()
 def figures(
     results_dir: Annotated[Path, typer.Argument(help="a results folder (run or sweep), or a folder of them")]
     = Path("results"),

@@ -120,6 +120,25 @@ def _merge(base: dict[str, Any], top: dict[str, Any], model: type | None) -> dic
     return out
 
 
+def layered(document: dict[str, Any], where: str = "the scenario file") -> tuple[Scenario, dict[str, Any]]:
+    """A scenario document (what a scenario TOML holds: ``scenario = name`` and fields) over its
+    library defaults: the scenario and the merged (not yet validated) data. The one path from a
+    document to a configuration: ``coopsim run FILE`` and the studies' trials (``coopsim tune``, whose
+    ``best.toml`` files are such documents) both go through it."""
+    data = dict(document)
+    name = data.pop(SCENARIO_KEY, None)
+    if not isinstance(name, str):
+        raise InputError(SCENARIO_KEY, name, f"a scenario name in {where} (one of {sorted(registry())})")
+    scen = get(name)
+    return scen, _merge(scen.defaults(), data, scen.config)
+
+
+def resolve_document(document: dict[str, Any], label: str) -> Resolved:
+    """A scenario document (see :func:`layered`) → validated configuration."""
+    scen, data = layered(document)
+    return Resolved(scen, validate(scen.config, data), label)
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A scenario with its validated configuration and a label for default output folders."""
@@ -138,13 +157,8 @@ def resolve(target: str, overrides: list[str] | tuple[str, ...] = (), seed: int 
     overrides, ``--seed``.
     """
     if target.endswith(".toml") or Path(target).is_file():
-        data = read_toml(Path(target))
-        name = data.pop(SCENARIO_KEY, None)
-        if not isinstance(name, str):
-            raise InputError(SCENARIO_KEY, name, f"a scenario name in {target} (one of {sorted(registry())})")
-        scen = get(name)
+        scen, data = layered(read_toml(Path(target)), where=target)
         label = Path(target).stem
-        data = _merge(scen.defaults(), data, scen.config)
     else:
         scen = get(target)
         label = scen.name

@@ -28,8 +28,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +42,10 @@ from scenarios import stats
 from scenarios.config import Section, flatten, flatten_sections, read_toml, validate
 from scenarios.figures import sweep_figures
 from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, write_json
+from scenarios.parallel import connect, parallel_map, worker_setup
 from scenarios.registry import get, resolve
 from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, write_parquet
+from scenarios.runner import execute
 
 
 class SweepFile(Section):
@@ -152,12 +152,7 @@ def run_task(spec: RunSpec) -> tuple[str, pd.DataFrame | None, dict[str, Any]]:
     coordinator (:func:`_die_with_parent`)."""
     import traceback
 
-    import torch
-
-    from scenarios.runner import execute
-
-    _die_with_parent()
-    torch.set_num_threads(1)
+    worker_setup()
     try:
         resolved = resolve(spec.target, seed=spec.seed, assignments=spec.assignments)
         frame, summary, _ = execute(resolved, run_id=spec.run_id)
@@ -181,85 +176,6 @@ def narrow(frame: pd.DataFrame) -> pd.DataFrame:
         if out[col].dtype == object:
             out[col] = out[col].astype("category")
     return out
-
-
-#: set by a sweep's coordinator for its local worker processes (they inherit the environment)
-COORDINATOR_ENV = "COOPSIM_SWEEP_COORDINATOR"
-
-
-def _die_with_parent() -> None:
-    """A local worker process exits when the coordinator that started it dies (its parent process
-    changes), so a killed coordinator leaves no workers holding memory. A daemon thread checks once a
-    second; no-op in the coordinator itself and on Dask workers, which the user started."""
-    import os
-    import threading
-
-    global _WATCHING
-    coordinator = os.environ.get(COORDINATOR_ENV)
-    if _WATCHING or coordinator is None or coordinator == str(os.getpid()):
-        return
-    _WATCHING = True
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:  # re-parented: the coordinator is gone
-                os._exit(1)
-
-    threading.Thread(target=watch, name="coopsim-watch-coordinator", daemon=True).start()
-
-
-_WATCHING = False
-
-
-def _local(todo: list[RunSpec], workers: int) -> Iterator[tuple[str, pd.DataFrame, dict[str, Any]]]:
-    if workers == 1:
-        for spec in todo:
-            yield run_task(spec)
-        return
-    import os
-    import warnings
-
-    from joblib import Parallel, delayed
-
-    os.environ[COORDINATOR_ENV] = str(os.getpid())  # inherited by the workers: see _die_with_parent
-    with warnings.catch_warnings():
-        # loky replaces a worker whose memory grew by more than 300 MB after a large run; the run is
-        # kept and nothing is lost, so its warning would only alarm (the sweep still checks every run)
-        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
-        yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(run_task)(s) for s in todo)
-
-
-def _connect(address: str, timeout: float = 20.0) -> Any:
-    """A Dask client for ``address``; a malformed or unreachable address is bad input (raised before
-    the sweep writes anything)."""
-    try:
-        from dask.distributed import Client
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise InputError("--scheduler", address, "needs dask[distributed]: pip install 'coopsim[cluster]'") from exc
-    try:  # check the address's form first: a Client made from a malformed one fails noisily on cleanup
-        from distributed.comm.addressing import parse_address, parse_host_port
-
-        scheme, location = parse_address(address)
-        if scheme in ("tcp", "tls"):
-            parse_host_port(location)
-    except ValueError as exc:
-        raise InputError("--scheduler", address, f"a Dask scheduler address, e.g. tcp://host:8786 ({exc})") from None
-    try:
-        client = Client(address, timeout=f"{timeout}s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (e.g. no port)
-        raise InputError("--scheduler", address, f"the address of a reachable Dask scheduler, e.g. "
-                         f"tcp://host:8786 ({exc})") from None
-    return client
-
-
-def _dask(todo: list[RunSpec], client: Any) -> Iterator[tuple[str, pd.DataFrame | None, dict[str, Any]]]:
-    from dask.distributed import as_completed
-
-    futures = client.map(run_task, todo, key=[f"coopsim-{s.run_id}" for s in todo], pure=False)
-    for future in as_completed(futures, loop=client.loop):
-        yield future.result()
 
 
 @dataclass
@@ -286,7 +202,7 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
     path = Path(path)
     sweep = load_sweep(path)
     specs = plan(sweep, path)
-    client = _connect(scheduler, connect_timeout) if scheduler and not combine_only else None
+    client = connect(scheduler, connect_timeout) if scheduler and not combine_only else None
     try:
         return _run_and_combine(path, sweep, specs, out, workers, client, progress, combine_only)
     finally:
@@ -307,7 +223,8 @@ def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Pa
     todo = [] if combine_only else [s for s in specs if s.run_id not in done]
     ran = failed = 0
     if todo:
-        stream = _dask(todo, client) if client is not None else _local(todo, workers)
+        stream = parallel_map(run_task, todo, workers=workers, client=client,
+                              keys=[f"coopsim-{s.run_id}" for s in todo])
         with _progress(progress, len(specs), len(specs) - len(todo)) as advance:
             for run_id, frame, summary in stream:
                 if frame is None:

@@ -216,7 +216,7 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
 
     for label in labels:
         values: dict[str, Any] = {}
-        changes, drift, settled = _settling(frame, label, cfg, window)
+        _, drift, settled = _settling(frame, label, cfg, window)
         for metric in SERIES:
             est = stats.estimate(column(label, metric), level=level, verdict=metric in SIGNED,
                                  undefined_reason=UNDEFINED.get(metric, "undefined in every replicate"),

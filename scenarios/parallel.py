@@ -1,0 +1,113 @@
+"""Running independent tasks in parallel for sweeps and studies: local worker processes (joblib) or a
+Dask cluster, results streamed back as they finish.
+
+A task function runs on a worker and returns a picklable result; it must not write anything (the
+coordinating process stores results as they arrive, so an interrupted run leaves only complete
+files). Local workers use one torch thread each (several share the cores) and exit when the
+coordinator that started them dies (:func:`die_with_parent`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from coopsim.errors import InputError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: set by the coordinator for its local worker processes (they inherit the environment)
+COORDINATOR_ENV = "COOPSIM_SWEEP_COORDINATOR"
+
+_WATCHING = False
+
+
+def die_with_parent() -> None:
+    """A local worker process exits when the coordinator that started it dies (its parent process
+    changes), so a killed coordinator leaves no workers holding memory. A daemon thread checks once a
+    second; no-op in the coordinator itself and on Dask workers, which the user started."""
+    global _WATCHING
+    coordinator = os.environ.get(COORDINATOR_ENV)
+    if _WATCHING or coordinator is None or coordinator == str(os.getpid()):
+        return
+    _WATCHING = True
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:  # re-parented: the coordinator is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="coopsim-watch-coordinator", daemon=True).start()
+
+
+def worker_setup() -> None:
+    """Call first in every task function: one torch thread per worker, and die with the coordinator."""
+    import torch
+
+    die_with_parent()
+    torch.set_num_threads(1)
+
+
+def local_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """``fn`` over ``items`` in this process (``workers == 1``, in order) or in ``workers`` joblib
+    processes (results in completion order)."""
+    if workers == 1:
+        for item in items:
+            yield fn(item)
+        return
+    from joblib import Parallel, delayed
+
+    os.environ[COORDINATOR_ENV] = str(os.getpid())  # inherited by the workers: see die_with_parent
+    with warnings.catch_warnings():
+        # loky replaces a worker whose memory grew by more than 300 MB after a large run; the result is
+        # kept and nothing is lost, so its warning would only alarm
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
+        yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(fn)(item) for item in items)
+
+
+def connect(address: str, timeout: float = 20.0) -> Any:
+    """A Dask client for ``address``; a malformed or unreachable address is bad input (raised before
+    anything is written)."""
+    try:
+        from dask.distributed import Client
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InputError("--scheduler", address, "needs dask[distributed]: pip install 'coopsim[cluster]'") from exc
+    try:  # check the address's form first: a Client made from a malformed one fails noisily on cleanup
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise InputError("--scheduler", address, f"a Dask scheduler address, e.g. tcp://host:8786 ({exc})") from None
+    try:
+        client = Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (e.g. no port)
+        raise InputError("--scheduler", address, f"the address of a reachable Dask scheduler, e.g. "
+                         f"tcp://host:8786 ({exc})") from None
+    return client
+
+
+def dask_map(fn: Callable[[T], R], items: Sequence[T], client: Any, keys: Sequence[str]) -> Iterator[R]:
+    """``fn`` over ``items`` on the Dask cluster behind ``client`` (results in completion order);
+    ``keys`` name the tasks on the scheduler's dashboard."""
+    from dask.distributed import as_completed
+
+    futures = client.map(fn, list(items), key=list(keys), pure=False)
+    for future in as_completed(futures, loop=client.loop):
+        yield future.result()
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, client: Any = None,
+                 keys: Sequence[str] = ()) -> Iterator[R]:
+    """:func:`dask_map` when a ``client`` is given, else :func:`local_map`."""
+    if client is not None:
+        return dask_map(fn, items, client, keys or [f"coopsim-{i}" for i in range(len(items))])
+    return local_map(fn, items, workers)
