@@ -106,7 +106,8 @@ def recover(ostudy: Any) -> list[int]:
     stale = ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
         ostudy.tell(t.number, state=TrialState.FAIL)
-        ostudy.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        if t.params:  # (killed while being asked, it has none: the sampler draws anew)
+            ostudy.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number}, skip_if_exists=False)
     return [t.number for t in stale]
 
 
