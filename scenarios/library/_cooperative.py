@@ -30,7 +30,7 @@ from sim.mechanisms import RevenueSharesSettings
 SERIES = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit", "free_rider_profit_members",
           "mean_quality", "individual_rationality", "revenue", "payments", "action_changes")
 #: settling measures summarised per mechanism beside SERIES (see :class:`SettleConfig`)
-SETTLING = ("welfare_drift", "settled")
+SETTLING = ("welfare_drift", "participation_drift")
 HEADLINE = ("participation", "accuracy", "welfare", "fairness", "gini", "free_rider_profit")
 
 
@@ -44,18 +44,25 @@ class MechanismVariant(Section):
 
 
 class SettleConfig(Section):
-    """When has a population settled, i.e. reached the behaviour the mechanism induces? Judged per
-    replicate over the final window: few principals still change their deliberate choice, and welfare
-    no longer drifts. A run that did not settle is flagged: its numbers describe a transient."""
+    """When has a population settled, i.e. reached the (possibly noisy) behaviour the mechanism
+    induces rather than a transient? Judged per mechanism over the final window, from the replicates:
+    principals are no longer searching (the mean share of deliberate changes of choice per decision
+    is within ``max_changes``), and neither welfare nor participation drifts between the window's two
+    halves (a drift fails only when it is both material — its mean beyond the limit — and certain —
+    its interval over replicates excludes 0; with one replicate, the value alone decides). A
+    mechanism that did not settle is flagged: its numbers describe a transient."""
 
-    max_changes: float = Field(0.05, ge=0.0, le=1.0,
+    max_changes: float = Field(0.2, ge=0.0, le=1.0,
                                description="largest mean share of principals whose deliberate choice changed per "
-                                           "decision in the final window (exploration and mixed strategies do "
-                                           "not count)")
+                                           "decision in the final window (exploration, attackers, fixed and mixed "
+                                           "strategies do not count); above it the population is still searching")
     max_drift: float = Field(0.01, ge=0.0,
                              description="largest |welfare change| between the two halves of the final window, "
                                          "per principal, as a share of the valuation (0.01: one accuracy point's "
                                          "worth of model per principal)")
+    max_participation_drift: float = Field(0.05, ge=0.0, le=1.0,
+                                           description="largest |participation change| between the two halves of "
+                                                       "the final window")
 
 
 class CooperativeScenarioConfig(ScenarioConfig):
@@ -72,7 +79,8 @@ class CooperativeScenarioConfig(ScenarioConfig):
                                                    "per replicate (default: the equal split if listed, else the "
                                                    "first)")
     settle: SettleConfig = Field(default_factory=SettleConfig,
-                                 description="when a replicate counts as settled (flagged in the summary otherwise)")
+                                 description="when a mechanism's population counts as settled (flagged in the "
+                                             "summary otherwise)")
 
     @model_validator(mode="after")
     def _mechanism_set_per_variant(self) -> CooperativeScenarioConfig:
@@ -160,6 +168,7 @@ UNDEFINED = {
     "contract_realised_ir": "not a contract mechanism",
     "action_changes": "no deliberate choice in the final window (mixed or fixed strategies, or no decision round)",
     "welfare_drift": "a final window of one round",
+    "participation_drift": "a final window of one round",
 }
 #: the range of the bounded reporters (intervals are clipped to it)
 BOUNDS = {"participation": (0.0, 1.0), "accuracy": (0.0, 1.0), "mean_quality": (0.0, 1.0), "gini": (0.0, 1.0),
@@ -216,7 +225,7 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
 
     for label in labels:
         values: dict[str, Any] = {}
-        _, drift, settled = _settling(frame, label, cfg, window)
+        settling = _settling(frame, label, cfg, window)
         for metric in SERIES:
             est = stats.estimate(column(label, metric), level=level, verdict=metric in SIGNED,
                                  undefined_reason=UNDEFINED.get(metric, "undefined in every replicate"),
@@ -226,12 +235,9 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
         for metric in own.columns:  # a mechanism's own reporters (Mechanism.reporters), e.g. a plug-in's
             if metric not in MODEL_REPORTERS and own[metric].notna().any():
                 values[metric] = stats.estimate(column(label, metric), level=level).as_dict()
-        values["welfare_drift"] = stats.estimate(drift, level=level, undefined_reason=UNDEFINED["welfare_drift"]
-                                                 ).as_dict()
-        values["settled"] = stats.estimate(settled, level=level, bounds=(0.0, 1.0)).as_dict()
-        out.setdefault("settling", {})[label] = {
-            "replicates_settled": int(sum(settled)), "replicates": len(settled), "settled": all(settled),
-            "unsettled_replicates": [k for k, ok in enumerate(settled) if not ok]}
+        for key in ("welfare_drift", "participation_drift"):
+            values[key] = stats.estimate(settling[key], level=level, undefined_reason=UNDEFINED[key]).as_dict()
+        out.setdefault("settling", {})[label] = settled_verdict(values, cfg.settle)
         per_behaviour = _surplus_by_behaviour(frame, label, cfg, window[0])
         values["surplus_by_behaviour"] = {beh: stats.estimate(v, level=level).as_dict()
                                           for beh, v in per_behaviour.items()}
@@ -252,42 +258,55 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
     return out
 
 
-def _settling_verdicts(summary: dict[str, Any], cfg: CooperativeScenarioConfig) -> list[str]:
-    """A warning per mechanism whose population did not settle in every replicate."""
-    lines = []
-    for label, s in summary["settling"].items():
-        if s["settled"]:
+def settled_verdict(values: dict[str, Any], settle: SettleConfig) -> dict[str, Any]:
+    """Has a mechanism's population settled (see :class:`SettleConfig`)? ``settled`` and, when not,
+    the ``reasons`` (one per failed measure)."""
+    reasons = []
+    changes = values["action_changes"]
+    if changes["mean"] is not None and changes["mean"] > settle.max_changes:
+        reasons.append(f"still searching: {stats.Estimate(**changes).text()} of principals change their deliberate "
+                       f"choice per decision (limit {settle.max_changes:g})")
+    for key, limit, what in (("welfare_drift", settle.max_drift, "welfare drifts"),
+                             ("participation_drift", settle.max_participation_drift, "participation drifts")):
+        est = values[key]
+        if est["mean"] is None or abs(est["mean"]) <= limit:
             continue
-        m = summary["mechanisms"][label]
-        lines.append(f"{label}: NOT SETTLED in {s['replicates'] - s['replicates_settled']} of {s['replicates']} "
-                     f"replicates — deliberate changes per decision {stats.Estimate(**m['action_changes']).text()} "
-                     f"(limit {cfg.settle.max_changes:g}), welfare drift {stats.Estimate(**m['welfare_drift']).text()}"
-                     f" (limit ±{cfg.settle.max_drift:g}); its numbers describe a transient: raise rounds")
-    return lines
+        certain = est["ci_low"] is None or est["ci_low"] > 0 or est["ci_high"] < 0
+        if certain:
+            reasons.append(f"{what} between the halves of the final window: {stats.Estimate(**est).text()} "
+                           f"(limit ±{limit:g})")
+    return {"settled": not reasons, "reasons": reasons}
+
+
+def _settling_verdicts(summary: dict[str, Any], cfg: CooperativeScenarioConfig) -> list[str]:
+    """A warning per mechanism whose population did not settle."""
+    return [f"{label}: NOT SETTLED — {'; '.join(s['reasons'])}; its numbers describe a transient: raise rounds"
+            for label, s in summary["settling"].items() if not s["settled"]]
 
 
 def _settling(frame: pd.DataFrame, label: str, cfg: CooperativeScenarioConfig,
-              window: list[int]) -> tuple[list[float], list[float], list[float]]:
-    """Per replicate: mean share of changed deliberate choices per decision in the final window,
-    welfare drift between the window's halves (per principal, in units of the valuation) and whether
-    the replicate settled (1.0) under ``cfg.settle`` (an undefined measure does not fail it)."""
+              window: list[int]) -> dict[str, list[float]]:
+    """Per replicate: ``welfare_drift`` (mean welfare over the second half of the final window minus
+    the first, per principal, in units of the valuation) and ``participation_drift`` (the same for
+    participation)."""
     start, end = window
     mid = start + (end - start + 1) // 2  # second half: rounds mid..end
     rows = frame[(frame.mechanism == label) & (frame.agent == "") & (frame["round"] >= start)]
     scale = cfg.cooperative.population.valuation * cfg.cooperative.population.n_principals
-    changes, drift, settled = [], [], []
+    out: dict[str, list[float]] = {"welfare_drift": [], "participation_drift": []}
     for k in range(cfg.replicates):
         rep = rows[rows.replicate == k]
-        c = rep[rep.variable == "action_changes"]["value"].mean()
-        w = rep[rep.variable == "welfare"]
-        d = ((w[w["round"] >= mid]["value"].mean() - w[w["round"] < mid]["value"].mean()) / scale
-             if end > start else float("nan"))
-        changes.append(float(c))
-        drift.append(float(d))
-        ok = not (np.isfinite(c) and c > cfg.settle.max_changes) and not (np.isfinite(d) and
-                                                                         abs(d) > cfg.settle.max_drift)
-        settled.append(1.0 if ok else 0.0)
-    return changes, drift, settled
+
+        def drift(variable: str, rep: pd.DataFrame = rep) -> float:
+            v = rep[rep.variable == variable]
+            if end <= start:
+                return float("nan")
+            return float(v[v["round"] >= mid]["value"].mean() - v[v["round"] < mid]["value"].mean())
+
+        values = {"welfare_drift": drift("welfare") / scale, "participation_drift": drift("participation")}
+        for key, value in values.items():
+            out[key].append(value)
+    return out
 
 
 def _surplus_by_behaviour(frame: pd.DataFrame, label: str, cfg: CooperativeScenarioConfig,
@@ -324,8 +343,8 @@ def summary_tables(summary: dict[str, Any]) -> dict[str, pd.DataFrame]:
     settling = summary.get("settling", {})
     mech = pd.DataFrame([{"mechanism": label, **{k: stats.Estimate(**v).text() for k, v in values.items()
                                                  if k in HEADLINE},
-                          **({"settled": f"{settling[label]['replicates_settled']}/{settling[label]['replicates']}"}
-                             if label in settling else {})}
+                          **({"settled": "yes" if settling[label]["settled"] else "NO"} if label in settling
+                             else {})}
                          for label, values in summary["mechanisms"].items()])
     comp = pd.DataFrame([{"comparison (paired per replicate)": name, "metric": metric,
                           "difference [CI]": stats.Estimate(**est).text(), "verdict": est["verdict"]}

@@ -83,7 +83,8 @@ def trials_frame(study: Study, ostudy: Any, front: list[Any]) -> pd.DataFrame:
         state = "interrupted" if interrupted(t) else t.state.name.lower()
         row: dict[str, Any] = {"number": t.number, "state": state, "feasible": bool(a.get("feasible", False)),
                                "pareto": t.number in on_front, "settled": a.get("settled"),
-                               "settled_share": a.get("settled_share"), "seconds": a.get("seconds"),
+                               "settling": "; ".join(a.get("settling_reasons", [])) or None,
+                               "seconds": a.get("seconds"),
                                "retry_of": a.get("retry_of"), "error": a.get("error"),
                                "seeds": ",".join(map(str, a.get("seeds", [])))}
         row.update({f"param.{k}": v for k, v in t.params.items()})
@@ -96,7 +97,7 @@ def trials_frame(study: Study, ostudy: Any, front: list[Any]) -> pd.DataFrame:
                         f"constraint[{name}].violation": c.get("violation")})
         rows.append(row)
     frame = pd.DataFrame(rows)
-    for col in ("settled", "retry_of", "error"):
+    for col in ("settled", "settling", "retry_of", "error"):
         if col in frame:
             frame[col] = frame[col].astype(object)
     return frame
@@ -110,7 +111,7 @@ def write_best(study: Study, front: list[Any], out: Path) -> list[Path]:
         header = (f"coopsim tune: study {study.name!r}, trial {t.number} (Pareto-optimal and feasible)\n"
                   f"objectives: {objs}\n"
                   f"constraints: {', '.join(c.text() for c in study.constraints) or 'none'} "
-                  f"(judged on the {study.file.constraints_on}); settled in every replicate: "
+                  f"(judged on the {study.file.constraints_on}); population settled: "
                   f"{t.user_attrs.get('settled')}\n"
                   f"parameters: {', '.join(f'{p} = {v!r}' for p, v in t.params.items())}\n"
                   f"coopsim run this file to reproduce the trial (same seeds, same numbers)\n")
@@ -174,7 +175,7 @@ def _caption(study: Study) -> str:
     f = study.file
     judged = ("the interval's pessimistic end" if f.constraints_on == "interval" else "the mean")
     cons = ", ".join(c.text() for c in study.constraints) or "none"
-    settle = "; not settled in every replicate counts as infeasible" if f.unsettled == "infeasible" else ""
+    settle = "; a population that did not settle counts as infeasible" if f.unsettled == "infeasible" else ""
     return (f"{interval_caption(f.repeats, f.ci_level)} (same seeds in every trial); constraints: {cons}, "
             f"judged on {judged}{settle}; grey: infeasible")
 

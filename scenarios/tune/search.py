@@ -38,7 +38,8 @@ from scenarios.tune.trial import TrialTask, document, run_trial, seeds
 
 STORE = "study.db"
 #: metrics every trial records besides its objectives and constraints (for tables and figures)
-RECORDED = ("welfare", "participation", "accuracy", "free_rider_profit", "action_changes", "welfare_drift", "settled")
+RECORDED = ("welfare", "participation", "accuracy", "free_rider_profit", "action_changes", "welfare_drift",
+            "participation_drift")
 FINGERPRINT = "coopsim_fingerprint"
 DEFINITION = "coopsim_definition"
 
@@ -142,7 +143,6 @@ def evaluate(study: Study, result: dict[str, Any]) -> tuple[list[float] | None, 
     f = study.file
     metrics = result["metrics"]
     settling = result["settling"]
-    share = settling["replicates_settled"] / max(1, settling["replicates"])
     constraints = {}
     violations = []
     for c in study.constraints:
@@ -152,13 +152,15 @@ def evaluate(study: Study, result: dict[str, Any]) -> tuple[list[float] | None, 
                                  "on": f.constraints_on, "violation": v, "met": v <= 0}
         violations.append(v)
     if f.unsettled == "infeasible":
-        violations.append(1.0 - share)
-        constraints["settled"] = {"metric": "settled", "op": ">=", "bound": 1.0, "judged": share,
-                                  "on": "replicates", "violation": 1.0 - share, "met": share == 1.0}
+        miss = 0.0 if settling["settled"] else 1.0
+        violations.append(miss)
+        constraints["settled"] = {"metric": "settled", "op": "==", "bound": 1.0, "judged": 1.0 - miss,
+                                  "on": "replicates", "violation": miss, "met": settling["settled"],
+                                  "reasons": settling.get("reasons", [])}
     values = [metrics.get(m, {}).get("mean") for m, _ in study.objectives]
     attrs = {"metrics": metrics, "constraints": constraints,
-             "feasible": all(v <= 0 for v in violations), "settled": share == 1.0, "settled_share": share,
-             "unsettled_replicates": settling.get("unsettled_replicates", []), "seconds": result["seconds"]}
+             "feasible": all(v <= 0 for v in violations), "settled": bool(settling["settled"]),
+             "settling_reasons": settling.get("reasons", []), "seconds": result["seconds"]}
     if any(v is None for v in values):
         undefined = [m for (m, _), v in zip(study.objectives, values, strict=True) if v is None]
         attrs["error"] = "objective undefined: " + ", ".join(

@@ -69,11 +69,11 @@ class StudyFile(Section):
         "interval", description="interval: a constraint holds only when the interval's pessimistic end meets it; "
                                 "mean: when the mean does")
     unsettled: Literal["infeasible", "allowed"] = Field(
-        "infeasible", description="infeasible: a trial whose population did not settle in every replicate "
+        "infeasible", description="infeasible: a trial whose population did not settle "
                                   "violates the implicit constraint 'settled'; allowed: it counts like any other")
     final_window: float = Field(0.25, gt=0, le=1, description="share of last rounds averaged in each replicate")
     ci_level: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the intervals")
-    settle: SettleConfig = Field(default_factory=SettleConfig, description="when a replicate counts as settled")
+    settle: SettleConfig = Field(default_factory=SettleConfig, description="when a population counts as settled")
     cooperative: dict[str, Any] = Field(default_factory=dict, description="the cooperative with its mechanism "
                                                                            "(sim.CooperativeConfig)")
     space: dict[str, Any] = Field(description="dotted path → { low, high[, log][, step] } or a list of choices")

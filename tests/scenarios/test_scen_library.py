@@ -22,6 +22,10 @@ REDUCED = {
     "cgsv-fairness": ["--set", 'datasets=["digits"]', "--set", 'partitions=["pow", "cla"]', "--set", "rounds=2",
                       "--set", "betas=[1.0, 2.0]", "--set", "n_samples=400", "--set", "hidden=16",
                       "--set", "replicates=2"],
+    "equilibrium": ["--set", "replicates=2", "--set", "equal_split.rounds=60",
+                    "--set", "equal_split.n_principals=[2, 4]", "--set", "alpha.rounds=30",
+                    "--set", "alpha.alphas=[1.0, 16.0]", "--set", "contracts.n_principals=9"],
+    "cooperative": ["--set", "replicates=2", "--set", "cooperative.rounds=20"],
 }
 
 

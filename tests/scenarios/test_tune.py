@@ -155,7 +155,7 @@ def test_constraints_are_judged_on_the_pessimistic_end_of_the_interval(plugin_di
     est = {"mean": 0.85, "ci_low": 0.75, "ci_high": 0.95, "n": 3, "level": 0.95, "method": "student t"}
     frp = {"mean": -0.5, "ci_low": -1.0, "ci_high": 0.1, "n": 3, "level": 0.95, "method": "student t"}
     result = {"metrics": {"welfare": est, "participation": est, "free_rider_profit": frp},
-              "settling": {"replicates_settled": 3, "replicates": 3}, "seconds": 0.1}
+              "settling": {"settled": True, "reasons": []}, "seconds": 0.1}
     values, attrs = evaluate(study, result)
     assert values == [0.85]
     # the means meet both constraints, the pessimistic ends (0.75 < 0.8, 0.1 > 0) do not
@@ -168,10 +168,13 @@ def test_constraints_are_judged_on_the_pessimistic_end_of_the_interval(plugin_di
 
     values, attrs = evaluate(build_study(on_mean, name="m"), result)
     assert attrs["feasible"] and attrs["constraints"]["participation >= 0.8"]["judged"] == 0.85
-    # a population that did not settle in every replicate is infeasible unless unsettled = "allowed"
-    unsettled = {**result, "settling": {"replicates_settled": 2, "replicates": 3}}
+    # a population that did not settle is infeasible unless unsettled = "allowed"
+    unsettled = {**result, "settling": {"settled": False, "reasons": ["welfare drifts"]}}
     _, attrs = evaluate(build_study(on_mean, name="m"), unsettled)
-    assert not attrs["feasible"] and attrs["constraints"]["settled"]["violation"] == pytest.approx(1 / 3)
+    assert not attrs["feasible"] and attrs["constraints"]["settled"]["violation"] == 1.0
+    allowed = on_mean.model_copy(update={"unsettled": "allowed"})
+    _, attrs = evaluate(build_study(allowed, name="m"), unsettled)
+    assert attrs["feasible"] and "settled" not in attrs["constraints"]
     # an undefined metric violates its constraint by +inf
     assert parse_constraint("x", "<= 0").violation(None) == float("inf")
 
