@@ -55,6 +55,12 @@ ROUNDOFF = 1e-9
 
 
 # ------------------------------------------------------------------------------------ configuration
+def _known_strategy(name: str) -> str:
+    """A strategy name the population accepts (built-in, installed or ``module:Class``)."""
+    strategy_class(name, field="strategy")
+    return name
+
+
 class WorldSection(Section):
     """The surrogate world the three parts share: learning curve scale, valuation and market."""
 
@@ -150,11 +156,7 @@ class EqualSplitPart(Section):
             raise ValueError("a step that divides 1 (e.g. 0.05, 0.1, 0.25)")
         return step
 
-    @field_validator("strategy")
-    @classmethod
-    def _strategy(cls, name: str) -> str:
-        strategy_class(name, field="strategy")
-        return name
+    _strategy = field_validator("strategy")(classmethod(lambda cls, name: _known_strategy(name)))
 
     @property
     def m_grid(self) -> list[float]:
@@ -199,11 +201,7 @@ class AlphaPart(Section):
             raise ValueError("fractions in (0, 1]")
         return values
 
-    @field_validator("strategy")
-    @classmethod
-    def _strategy(cls, name: str) -> str:
-        strategy_class(name, field="strategy")
-        return name
+    _strategy = field_validator("strategy")(classmethod(lambda cls, name: _known_strategy(name)))
 
 
 class EquilibriumConfig(ScenarioConfig):
