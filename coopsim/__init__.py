@@ -8,5 +8,5 @@ what every layer shares: the version and the input-error type.
 
 from coopsim.errors import InputError
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["InputError", "__version__"]

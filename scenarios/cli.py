@@ -299,7 +299,7 @@ def _print_best(done) -> None:
     rows: dict[str, list[str]] = {}
     for b in shown:
         for k, v in b["params"].items():
-            rows.setdefault(k, []).append(_cell(v))
+            rows.setdefault(k, []).append(f"{v:.6g}" if isinstance(v, float) else str(v))
         for m, e in b["objectives"].items():
             rows.setdefault(m, []).append(stats.Estimate(**e).text("{:.4g}"))
         for name, c in b["constraints"].items():

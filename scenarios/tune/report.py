@@ -267,7 +267,8 @@ def _slices(study: Study, complete: list[Any], front: list[Any], folder: Path) -
             if p.path not in t.params:
                 continue
             value = t.params[p.path]
-            x = choices.index(repr(value)) if p.kind == "choice" else value
+            # choices: spread the trials sideways a little (by trial number) so that they do not hide each other
+            x = choices.index(repr(value)) + 0.05 * ((t.number % 9) - 4) if p.kind == "choice" else value
             feasible = bool(t.user_attrs.get("feasible"))
             color = OKABE_ITO[3] if t.number in on_front else (OKABE_ITO[0] if feasible else "grey")
             _point(ax, x, t.user_attrs["metrics"][metric], color=color, filled=feasible)
