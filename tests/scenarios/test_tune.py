@@ -347,3 +347,34 @@ def test_a_store_from_another_study_is_refused(plugin_dir, cli):
     first.write_text(original.replace("trials = 2", "trials = 3"))  # raising the budget continues the study
     result = cli("tune", first, "--out", out, "--no-progress")
     assert result.exit_code == 0 and "1 trial(s) ran now" in " ".join(result.output.split())
+
+
+def test_a_dask_cluster_runs_the_same_trials_as_local_workers(tmp_path, cli):
+    distributed = pytest.importorskip("dask.distributed")
+    study = write_study(tmp_path, """
+        trials = 4
+        repeats = 2
+        unsettled = "allowed"
+        [space]
+        "mechanism.alpha" = { low = 1.0, high = 4.0 }
+        [objectives]
+        welfare = "maximize"
+        """)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        result = cli("tune", study, "--out", tmp_path / "dask", "--workers", "2", "--scheduler",
+                     cluster.scheduler_address, "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = cli("tune", study, "--out", tmp_path / "local", "--workers", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    # batches of 2 told in trial order: the same trials whichever runs them
+    a, b = (pd.read_parquet(tmp_path / d / "trials.parquet").drop(columns=["seconds"]) for d in ("dask", "local"))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_an_unreachable_scheduler_is_bad_input(tmp_path, cli):
+    study = write_study(tmp_path, '[space]\n"mechanism.alpha" = { low = 1.0, high = 2.0 }\n'
+                                  '[objectives]\nwelfare = "maximize"\n')
+    result = cli("tune", study, "--out", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout",
+                 "1", "--no-progress")
+    assert result.exit_code == 2 and "--scheduler" in result.output
