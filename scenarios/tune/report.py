@@ -45,8 +45,9 @@ def _complete(ostudy: Any) -> list[Any]:
 
 def pareto(study: Study, trials: list[Any]) -> list[Any]:
     """Feasible complete trials that no other feasible one dominates (on the objectives' means);
-    with one objective, the best one (the lowest trial number among ties)."""
-    feasible = [t for t in trials if t.user_attrs.get("feasible")]
+    with one objective, the best one (the lowest trial number among ties). A trial that repeated an
+    earlier trial's settings (``same_as``) is represented by that earlier trial."""
+    feasible = [t for t in trials if t.user_attrs.get("feasible") and "same_as" not in t.user_attrs]
     sign = np.array([1.0 if d == "maximize" else -1.0 for d in study.directions])
     scores = {t.number: sign * np.asarray(t.values, dtype=float) for t in feasible}
     front = [t for t in feasible
@@ -85,7 +86,7 @@ def trials_frame(study: Study, ostudy: Any, front: list[Any]) -> pd.DataFrame:
                                "pareto": t.number in on_front, "settled": a.get("settled"),
                                "settling": "; ".join(a.get("settling_reasons", [])) or None,
                                "seconds": a.get("seconds"),
-                               "retry_of": a.get("retry_of"), "error": a.get("error"),
+                               "retry_of": a.get("retry_of"), "same_as": a.get("same_as"), "error": a.get("error"),
                                "seeds": ",".join(map(str, a.get("seeds", [])))}
         row.update({f"param.{k}": v for k, v in t.params.items()})
         for m in metrics:
@@ -97,7 +98,7 @@ def trials_frame(study: Study, ostudy: Any, front: list[Any]) -> pd.DataFrame:
                         f"constraint[{name}].violation": c.get("violation")})
         rows.append(row)
     frame = pd.DataFrame(rows)
-    for col in ("settled", "settling", "retry_of", "error"):
+    for col in ("settled", "settling", "retry_of", "same_as", "error"):
         if col in frame:
             frame[col] = frame[col].astype(object)
     return frame

@@ -15,6 +15,10 @@ that was running when the coordinator died is marked failed (it has no ``error``
 interrupted) and its parameters are queued again, so its budget is re-used on the same point; a trial
 told complete is never run again. ``trials`` counts the trials that finished: complete ones and ones
 whose run failed with an error (a configuration the cooperative refuses, a plug-in that raised).
+
+Repeated points: a trial whose settings repeat a complete trial's (samplers do propose them, more so
+over choices) is answered from that trial without running, and records ``same_as``: every trial runs
+the same seeds, so it would give the same numbers.
 """
 
 from __future__ import annotations
@@ -215,19 +219,33 @@ def _search(study: Study, ostudy: Any, workers: int, client: Any, progress: bool
         while (used := used_budget(ostudy)) < total:
             ostudy.sampler = make_sampler(study, derive_seed(study.file.seed, 7, len(ostudy.trials)) % 2**32)
             asked = [ostudy.ask(distributions) for _ in range(min(workers, total - used))]
-            tasks, failed = [], {}
+            known = _finished_points(ostudy)
+            tasks, results = [], {}
             for t in asked:
+                key = _point_key(t.params)
+                if key in known:  # the same settings with the same seeds: the same numbers, not run again
+                    results[t.number] = {**known[key], "same_as": known[key]["number"]}
+                    continue
                 try:
                     tasks.append(TrialTask(t.number, document(study, t.number, t.params), metrics))
                 except InputError as exc:  # this combination of values is refused by the cooperative
-                    failed[t.number] = {"number": t.number, "error": f"InputError: {exc}"}
-            results = dict(failed)
-            for r in parallel_map(run_trial, tasks, workers=workers, client=client,
-                                  keys=[f"coopsim-trial-{t.number}" for t in tasks]):
+                    results[t.number] = {"number": t.number, "error": f"InputError: {exc}"}
+            first = {}
+            for task in tasks:  # a point asked twice in one batch runs once
+                first.setdefault(_point_key(dict(next(t for t in asked if t.number == task.number).params)), task)
+            unique = list({id(task): task for task in first.values()}.values())
+            for r in parallel_map(run_trial, unique, workers=workers, client=client,
+                                  keys=[f"coopsim-trial-{t.number}" for t in unique]):
                 results[r["number"]] = r
+            for t in asked:
+                if t.number not in results:
+                    original = first[_point_key(t.params)].number
+                    results[t.number] = {**results[original], "same_as": original}
             for t in asked:  # in trial order, whatever order the workers finished in
                 r = results[t.number]
                 t.set_user_attr("seeds", seeds(study))
+                if "same_as" in r:
+                    t.set_user_attr("same_as", r["same_as"])
                 if "error" in r:
                     t.set_user_attr("error", r["error"])
                     ostudy.tell(t, state=TrialState.FAIL)
@@ -244,6 +262,25 @@ def _search(study: Study, ostudy: Any, workers: int, client: Any, progress: bool
                 ran += 1
                 bar.advance(ostudy)
     return ran
+
+
+def _point_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def _finished_points(ostudy: Any) -> dict[str, dict[str, Any]]:
+    """Complete trials by their parameters, as run results (every trial runs the same seeds, so a
+    point asked again gives the same numbers: it is answered from the first trial, not run)."""
+    from optuna.trial import TrialState
+
+    out: dict[str, dict[str, Any]] = {}
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        a = t.user_attrs
+        key = _point_key(t.params)
+        if key not in out and "metrics" in a:
+            out[key] = {"number": t.number, "metrics": a["metrics"], "seconds": 0.0,
+                        "settling": {"settled": a.get("settled", False), "reasons": a.get("settling_reasons", [])}}
+    return out
 
 
 class _Progress:

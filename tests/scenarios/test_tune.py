@@ -378,3 +378,25 @@ def test_an_unreachable_scheduler_is_bad_input(tmp_path, cli):
     result = cli("tune", study, "--out", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout",
                  "1", "--no-progress")
     assert result.exit_code == 2 and "--scheduler" in result.output
+
+
+def test_repeated_settings_are_answered_from_the_first_trial(tmp_path, cli):
+    study = write_study(tmp_path, """
+        trials = 6
+        repeats = 2
+        sampler = "random"
+        unsettled = "allowed"
+        [space]
+        "mechanism.alpha" = [1.0, 2.0]
+        [objectives]
+        welfare = "maximize"
+        """)
+    assert cli("tune", study, "--out", tmp_path / "out", "--no-progress").exit_code == 0
+    trials = pd.read_parquet(tmp_path / "out" / "trials.parquet")
+    repeats = trials[trials.same_as.notna()]
+    assert len(repeats) == 6 - trials["param.mechanism.alpha"].nunique()  # two points: 4 of 6 trials reuse
+    for _, r in repeats.iterrows():
+        first = trials[trials.number == int(r.same_as)].iloc[0]
+        assert r["param.mechanism.alpha"] == first["param.mechanism.alpha"] and r.seconds == 0.0
+        assert (r["welfare.mean"], r["welfare.ci_low"]) == (first["welfare.mean"], first["welfare.ci_low"])
+    assert not trials[trials.same_as.notna()].pareto.any()
