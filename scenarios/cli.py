@@ -374,6 +374,12 @@ def demo(
 def main() -> None:
     """Console entry point. Usage errors exit with 2 (typer); bad values found while running
     (:class:`InputError`, pydantic ``ValidationError``) also exit with 2 and name the field."""
+    import pyarrow
+
+    # Arrow swaps in its own SIGINT handler during long reads and writes; a Ctrl-C landing then can be
+    # consumed as a cancellation that never reaches Python (seen once: a sweep ran on after SIGINT).
+    # Runs and sweeps write small files, so Python's own handler keeps Ctrl-C.
+    pyarrow.enable_signal_handlers(False)
     try:
         app()
     except (InputError, ValidationError) as exc:
