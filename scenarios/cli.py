@@ -312,6 +312,27 @@ def _print_best(done) -> None:
 
 
 @app.command()
+def dashboard(
+    scenario: Annotated[str | None, typer.Argument(help="start from a sim-based scenario (name or TOML file): its "
+                                                        "population and first two mechanisms")] = None,
+    port: Annotated[int, typer.Option(help="port to serve on", min=1, max=65535)] = 8765,
+    host: Annotated[str, typer.Option(help="address to serve on")] = "127.0.0.1",
+    out: Annotated[Path, typer.Option(help="folder for exported scenario files")] = Path("results/dashboard"),
+    fetch_assets: Annotated[bool, typer.Option(help="fetch the page's assets from the npm registry when missing "
+                                                    "(the page then needs no CDN)")] = True,
+) -> None:
+    """Watch and steer two mechanisms on one population live in the browser (Mesa SolaraViz); export
+    what you see as a scenario file. Needs the dashboard extra: pip install -e '.[dashboard]'."""
+    with _exit_codes():
+        from scenarios.dashboard.server import serve
+
+        rc = serve(scenario, host=host, port=port, out=out, fetch_assets=fetch_assets,
+                   announce=lambda line: console.print(line, highlight=False, markup=False))
+        if rc:
+            raise typer.Exit(rc)
+
+
+@app.command()
 def figures(
     results_dir: Annotated[Path, typer.Argument(help="a results folder (run or sweep), or a folder of them")]
     = Path("results"),
@@ -374,12 +395,6 @@ def demo(
 def main() -> None:
     """Console entry point. Usage errors exit with 2 (typer); bad values found while running
     (:class:`InputError`, pydantic ``ValidationError``) also exit with 2 and name the field."""
-    import pyarrow
-
-    # Arrow swaps in its own SIGINT handler during long reads and writes; a Ctrl-C landing then can be
-    # consumed as a cancellation that never reaches Python (seen once: a sweep ran on after SIGINT).
-    # Runs and sweeps write small files, so Python's own handler keeps Ctrl-C.
-    pyarrow.enable_signal_handlers(False)
     try:
         app()
     except (InputError, ValidationError) as exc:

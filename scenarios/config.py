@@ -105,6 +105,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise InputError(str(path), "(bytes)", "a UTF-8 text file") from exc
 
 
+def as_toml(document: Mapping[str, Any], header: str = "") -> str:
+    """A scenario document as TOML text, under a comment ``header`` (the files ``coopsim tune`` and
+    the dashboard write, which ``coopsim run`` reads back exactly)."""
+    import tomli_w
+
+    lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return lines + tomli_w.dumps(dict(document))
+
+
 def validate(cls: type[C], data: Mapping[str, Any], *, prefix: str = "") -> C:
     """``cls.model_validate(data)``, turning every pydantic error into an :class:`InputError` that
     names the dotted field, the value received and what is allowed (several at once as

@@ -23,11 +23,12 @@ import pandas as pd
 import coopsim
 from learning.seeding import derive_seed
 from scenarios import stats
+from scenarios.config import as_toml
 from scenarios.figures import OKABE_ITO, figure, interval_caption, save
 from scenarios.io import atomic_write, owned_files, remove_stale, write_json
 from scenarios.result import write_parquet
 from scenarios.tune.spec import Study
-from scenarios.tune.trial import as_toml, document
+from scenarios.tune.trial import document
 
 
 def interrupted(trial: Any) -> bool:

@@ -15,10 +15,9 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-import tomli_w
-
 from coopsim.errors import InputError
 from learning.seeding import derive_seed
+from scenarios.config import as_toml
 from scenarios.parallel import worker_setup
 from scenarios.registry import resolve_document
 from scenarios.runner import execute
@@ -45,12 +44,6 @@ def document(study: Study, number: int, params: dict[str, Any]) -> dict[str, Any
     return {"scenario": SCENARIO, "seed": f.seed, "replicates": f.repeats, "final_window": f.final_window,
             "ci_level": f.ci_level, "settle": f.settle.model_dump(mode="json"), "cooperative": dumped,
             "mechanisms": [{"label": label_of(number), "mechanism": mechanism}]}
-
-
-def as_toml(doc: dict[str, Any], header: str = "") -> str:
-    """A scenario document as TOML text (with a comment ``header``)."""
-    lines = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    return lines + tomli_w.dumps(doc)
 
 
 def seeds(study: Study) -> list[int]:

@@ -94,8 +94,10 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_the_same_command_resumes_it(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "from scenarios.cli import main; main()", "sweep", str(path), "--out", str(out),
            "--no-progress"]
+    # a user's Ctrl-C in a terminal: SIGINT at its default (a test suite started in the background, as
+    # `cmd &` in a script, inherits SIGINT ignored, and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None and not list((out / "runs").glob("*.parquet")):
         time.sleep(0.05)
