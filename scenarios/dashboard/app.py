@@ -44,27 +44,26 @@ def initial_settings() -> dict[str, Any]:
     return DashboardSettings.model_validate(raw).model_dump()
 
 
+#: the mechanism settings' controls: (widget, min, max, step, label)
+MECHANISM_CONTROLS = {"alpha": ("SliderFloat", 1.0, 16.0, 0.5, "α (revenue shares)"),
+                      "horizon": ("SliderInt", 1, 10, 1, "settlement horizon (rounds)"),
+                      "beta": ("SliderFloat", 0.5, 5.0, 0.5, "β (CGSV)"),
+                      "contract_types": ("SliderInt", 1, 5, 1, "cost types of the contract menu")}
+
+#: this browser session's choices in the mechanism-settings view (a Solara reactive variable is
+#: scoped to its session); they apply on Reset, like every other setting
+chosen_mechanism_settings: solara.Reactive[dict[str, Any]] = solara.reactive({})
+
+
 def model_params(start: dict[str, Any]) -> dict[str, Any]:
-    """SolaraViz's controls: one widget per setting, starting from ``start``. Each mechanism setting
-    names the mechanisms it applies to."""
-    uses = {field: [k for k, fields in KINDS.items() if field in fields] for field in ("alpha", "horizon", "beta",
-                                                                                          "contract_types")}
-
-    def for_kinds(field: str) -> str:
-        return f"{field} ({', '.join(uses[field])})"
-
+    """SolaraViz's controls in the sidebar, starting from ``start``. The mechanisms' own settings are
+    not among them: the mechanism-settings view shows only those of the chosen mechanisms (they reach
+    the duel through :data:`chosen_mechanism_settings`; here they stay fixed at ``start``)."""
     kinds = list(KINDS)
     return {
         "mechanism_a": {"type": "Select", "value": start["mechanism_a"], "values": kinds, "label": "mechanism A"},
         "mechanism_b": {"type": "Select", "value": start["mechanism_b"], "values": kinds, "label": "mechanism B"},
-        "alpha": {"type": "SliderFloat", "value": start["alpha"], "min": 1.0, "max": 16.0, "step": 0.5,
-                  "label": for_kinds("alpha")},
-        "horizon": {"type": "SliderInt", "value": start["horizon"], "min": 1, "max": 10, "step": 1,
-                    "label": for_kinds("horizon")},
-        "beta": {"type": "SliderFloat", "value": start["beta"], "min": 0.5, "max": 5.0, "step": 0.5,
-                 "label": for_kinds("beta")},
-        "contract_types": {"type": "SliderInt", "value": start["contract_types"], "min": 1, "max": 5, "step": 1,
-                           "label": for_kinds("contract_types")},
+        **{field: start[field] for field in MECHANISM_CONTROLS},
         "n_principals": {"type": "SliderInt", "value": start["n_principals"], "min": 2, "max": 300, "step": 1,
                          "label": "principals"},
         **{b: {"type": "SliderFloat", "value": start[b], "min": 0.0, "max": 1.0, "step": 0.05,
@@ -96,12 +95,18 @@ def _figure(ncols: int = 1, width: float = 9.0, height: float = 3.0) -> tuple[Fi
     return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
+def _own_settings(model: Duel, side: str) -> str:
+    kind = side.split(": ", 1)[1]
+    return ", ".join(f"{f}={getattr(model.settings, f):g}" for f in KINDS[kind])
+
+
 def _status(model: Duel) -> None:
     """Validation message, or the rounds run."""
     if model.error:
         solara.Error(f"These settings are not valid: {model.error}")
         return
-    sides = " vs ".join(model.cooperatives)
+    sides = " vs ".join(f"{side} ({_own_settings(model, side)})" if _own_settings(model, side) else side
+                        for side in model.cooperatives)
     solara.Markdown(f"**Round {model.rounds_done}** of {model.settings.rounds} · {sides} · same principals "
                     f"and seed ({model.settings.seed}) under both mechanisms")
     latest = model.latest()
@@ -186,6 +191,25 @@ def _menus(model: Duel) -> None:
         solara.DataFrame(table)
 
 
+def _mechanism_settings(model: Duel) -> None:
+    """The settings of the mechanisms in the duel, and only theirs (they apply on Reset)."""
+    s = model.settings
+    fields = [f for f in MECHANISM_CONTROLS if f in KINDS[s.mechanism_a] or f in KINDS[s.mechanism_b]]
+    solara.Markdown(f"**Mechanism settings** — A: {s.mechanism_a}, B: {s.mechanism_b} (choose the mechanisms in "
+                    f"the sidebar; everything applies on Reset)")
+    if not fields:
+        solara.Markdown("*These mechanisms have no settings of their own here.*")
+    for field in fields:
+        widget, low, high, step, label = MECHANISM_CONTROLS[field]
+        value = chosen_mechanism_settings.value.get(field, getattr(s, field))
+
+        def change(v: Any, field: str = field) -> None:
+            chosen_mechanism_settings.value = {**chosen_mechanism_settings.value, field: v}
+
+        slider = solara.SliderFloat if widget == "SliderFloat" else solara.SliderInt
+        slider(label, value=value, min=low, max=high, step=step, on_value=change)
+
+
 def _export(model: Duel) -> None:
     """Write the current settings as a scenario file that reproduces this run, round for round."""
     written, set_written = solara.use_state("")
@@ -219,20 +243,22 @@ def _view(body: Any) -> Any:
     return View
 
 
-Status, Series, Surplus, Principals, Menus, Export = (
-    _view(f) for f in (_status, _series, _surplus, _principals, _menus, _export))
+Status, MechanismSettings, Series, Surplus, Principals, Menus, Export = (
+    _view(f) for f in (_status, _mechanism_settings, _series, _surplus, _principals, _menus, _export))
 
 
 def components() -> list[tuple[Any, int]]:
     """SolaraViz's views: components that read SolaraViz's update counter, so they redraw after every
     step (their props, the model, do not change)."""
-    return [(view, 0) for view in (Status, Series, Surplus, Principals, Menus, Export)]
+    return [(view, 0) for view in (Status, MechanismSettings, Series, Surplus, Principals, Menus, Export)]
 
 
 class _SeedAsText(Duel):
-    """SolaraViz's text input gives the seed as a string: the duel takes it as an integer."""
+    """The duel as the page builds it: the seed arrives as text from its input, and the mechanism
+    settings chosen in the page's own view (:data:`chosen_mechanism_settings`) join the sidebar's."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs = {**kwargs, **chosen_mechanism_settings.value}
         seed = kwargs.get("seed")
         if isinstance(seed, str):
             kwargs["seed"] = int(seed) if seed.strip().isdigit() else seed

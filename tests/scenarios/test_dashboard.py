@@ -127,6 +127,44 @@ def test_the_page_steps_the_duel_and_exports_it(tmp_path, monkeypatch):
     assert _series_of_run(doc) == _series_of(model)
 
 
+def _grid_text(rc, v) -> str:
+    """The text of every markdown view in the page's grid (rendered in-process)."""
+    found: list[str] = []
+
+    def walk(widget) -> None:
+        template = getattr(getattr(widget, "template", None), "template", getattr(widget, "template", None))
+        if isinstance(template, str):
+            found.append(template)
+        for attr in ("children", "items"):
+            children = getattr(widget, attr, None)
+            for child in children if isinstance(children, list | tuple) else []:
+                if hasattr(child, "keys"):
+                    walk(child)
+
+    for widget in rc.find(v.VuetifyTemplate).widgets:
+        walk(widget)
+    return " ".join(found)
+
+
+def test_the_mechanism_view_shows_only_the_chosen_mechanisms_settings_and_applies_them_on_reset():
+    from scenarios.dashboard.app import chosen_mechanism_settings
+
+    chosen_mechanism_settings.value = {}
+    try:
+        _, rc, v = _render({"mechanism_a": "cgsv", "mechanism_b": "contracts", "n_principals": 12})
+        labels = [w.label for w in rc.find(v.Slider).widgets]
+        assert "β (CGSV)" in labels and "cost types of the contract menu" in labels
+        assert "α (revenue shares)" not in labels and "settlement horizon (rounds)" not in labels
+        (beta,) = [w for w in rc.find(v.Slider).widgets if w.label == "β (CGSV)"]
+        beta.v_model = 2.5
+        assert chosen_mechanism_settings.value == {"beta": 2.5}
+        assert "beta=1" in _grid_text(rc, v)  # not before Reset
+        rc.find(v.Btn, children=["Reset"]).widget.click()
+        assert "A: cgsv (beta=2.5)" in _grid_text(rc, v)
+    finally:
+        chosen_mechanism_settings.value = {}
+
+
 def test_invalid_settings_show_the_message_in_the_page():
     _, rc, v = _render({"free_rider": 0.9, "label_flip": 0.5})
     (alert,) = rc.find(v.Alert).widgets
