@@ -207,7 +207,7 @@ def _mechanism_settings(model: Duel) -> None:
             chosen_mechanism_settings.value = {**chosen_mechanism_settings.value, field: v}
 
         slider = solara.SliderFloat if widget == "SliderFloat" else solara.SliderInt
-        slider(label, value=value, min=low, max=high, step=step, on_value=change)
+        slider(label, value=value, min=low, max=high, step=step, on_value=change, thumb_label="always")
 
 
 def _export(model: Duel) -> None:
