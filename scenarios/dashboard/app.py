@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # Mesa 3.3's ComponentsView trips Solara's rule
     from mesa.visualization.utils import update_counter
 
 from scenarios.config import as_toml
-from scenarios.dashboard.duel import KINDS, MIX, SERIES, DashboardSettings, Duel
+from scenarios.dashboard.duel import KINDS, MIX, DashboardSettings, Duel
 from scenarios.figures import OKABE_ITO
 from scenarios.io import atomic_write
 
@@ -115,30 +115,47 @@ def _status(model: Duel) -> None:
                                      for side, values in latest.items()))
 
 
-def _series(model: Duel) -> None:
-    """The cooperative reporters over rounds, both sides, and the duel's verdict live: welfare B − A."""
+#: the series on the first page (the duel at a glance) and on the details page
+MAIN_SERIES = ("welfare", "accuracy", "participation", "free_rider_profit", "payments")
+DETAIL_SERIES = ("mean_quality", "fairness")
+
+
+def _plot_series(model: Duel, variables: tuple[str, ...], *, rows: int, cols: int, diff: bool) -> None:
+    """``variables`` over rounds for both sides (and, with ``diff``, welfare B − A in the last panel)."""
     frame = model.series()
-    fig = Figure(figsize=(8.0, 4.6), dpi=DPI)
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.07, top=0.93, wspace=0.45, hspace=0.35)
-    axes = fig.subplots(2, 4).ravel()
+    fig = Figure(figsize=(2.7 * cols, 2.3 * rows), dpi=DPI)
+    fig.subplots_adjust(left=0.08, right=0.99, bottom=0.08, top=0.92, wspace=0.4, hspace=0.4)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     sides = list(dict.fromkeys(frame.side))
-    for ax, var in zip(axes, SERIES, strict=False):
+    for ax, var in zip(axes, variables, strict=False):
         for k, side in enumerate(sides):
             part = frame[(frame.side == side) & (frame.variable == var)]
             ax.plot(part["round"], part["value"], label=side, **SIDE_STYLE[k % 2])
         ax.set_title(var.replace("_", " "), fontsize=9)
         ax.tick_params(labelsize=7)
-    diff = axes[-1]
-    if len(sides) == 2:
-        a, b = (frame[(frame.side == s) & (frame.variable == "welfare")].set_index("round")["value"] for s in sides)
-        gap = (b - a).dropna()
-        diff.plot(gap.index, gap.values, color=OKABE_ITO[2])
-    diff.axhline(0, color="black", linewidth=0.6)
-    diff.set_title("welfare: B − A", fontsize=9)
-    diff.tick_params(labelsize=7)
+    if diff:
+        ax = axes[len(variables)]
+        if len(sides) == 2:
+            a, b = (frame[(frame.side == s) & (frame.variable == "welfare")].set_index("round")["value"]
+                    for s in sides)
+            gap = (b - a).dropna()
+            ax.plot(gap.index, gap.values, color=OKABE_ITO[2])
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_title("welfare: B − A", fontsize=9)
+        ax.tick_params(labelsize=7)
     if sides:
         axes[0].legend(fontsize=6, loc="best")
     solara.FigureMatplotlib(fig, format="png")
+
+
+def _series(model: Duel) -> None:
+    """The duel at a glance over rounds, both sides, and welfare B − A."""
+    _plot_series(model, MAIN_SERIES, rows=2, cols=3, diff=True)
+
+
+def _details(model: Duel) -> None:
+    """Label quality and fairness over rounds, both sides (the details page)."""
+    _plot_series(model, DETAIL_SERIES, rows=1, cols=2, diff=False)
 
 
 def _surplus(model: Duel) -> None:
@@ -243,14 +260,16 @@ def _view(body: Any) -> Any:
     return View
 
 
-Status, MechanismSettings, Series, Surplus, Principals, Menus, Export = (
-    _view(f) for f in (_status, _mechanism_settings, _series, _surplus, _principals, _menus, _export))
+Status, MechanismSettings, Series, Details, Surplus, Principals, Menus, Export = (
+    _view(f) for f in (_status, _mechanism_settings, _series, _details, _surplus, _principals, _menus, _export))
 
 
 def components() -> list[tuple[Any, int]]:
     """SolaraViz's views: components that read SolaraViz's update counter, so they redraw after every
-    step (their props, the model, do not change)."""
-    return [(view, 0) for view in (Status, MechanismSettings, Series, Surplus, Principals, Menus, Export)]
+    step (their props, the model, do not change). Page 0 is the duel at a glance; page 1 holds the
+    details (label quality, fairness, every principal's action), drawn only while it is open."""
+    return [*((view, 0) for view in (Status, MechanismSettings, Series, Surplus, Menus, Export)),
+            *((view, 1) for view in (Details, Principals))]
 
 
 class _SeedAsText(Duel):
