@@ -223,6 +223,9 @@ class Ledger:
     credits: dict[int, dict[Hashable, float]] = field(default_factory=dict)
     settlements: list[Settlement] = field(default_factory=list)
     _settled: set[int] = field(default_factory=set)
+    #: recorded steps not yet settled (kept as they change: a long run settles many small horizons,
+    #: and scanning every recorded step each round made settlement quadratic in the rounds)
+    _pending: set[int] = field(default_factory=set)
 
     def record(self, step: int, members: Sequence[Hashable], credits: np.ndarray | Sequence[float]) -> None:
         """Record the credits ``c_i^t`` of ``members`` at ``step`` (one record per step)."""
@@ -232,6 +235,7 @@ class Ledger:
         c = as_vector("credits", credits, len(members))
         check(len(set(members)) == len(members), "members", list(members), "distinct member ids")
         self.credits[step] = dict(zip(members, c.tolist(), strict=True))
+        self._pending.add(step)
 
     @property
     def steps(self) -> list[int]:
@@ -241,7 +245,7 @@ class Ledger:
     @property
     def unsettled_steps(self) -> list[int]:
         """Recorded steps not yet settled, ascending."""
-        return [t for t in self.steps if t not in self._settled]
+        return sorted(self._pending)
 
     def members(self, steps: Sequence[int] | None = None) -> tuple[Hashable, ...]:
         """Members with a record in ``steps`` (all steps by default), in order of first appearance."""
@@ -291,6 +295,7 @@ class Ledger:
                             float(alpha), per_step)
         self.settlements.append(result)
         self._settled.update(steps)
+        self._pending.difference_update(steps)
         return result
 
     def _steps_arg(self, steps: Sequence[int] | None, *, settled_ok: bool) -> list[int]:
