@@ -149,7 +149,7 @@ def run_task(spec: RunSpec) -> tuple[str, pd.DataFrame | None, dict[str, Any]]:
     """Run one planned run (on a worker); returns its narrow frame (:func:`narrow`) and summary, or
     ``None`` and ``{"error": …}`` when the run failed (the sweep records it and goes on). Writes
     nothing. Workers use one torch thread each (several workers share the cores) and die with the
-    coordinator (:func:`_die_with_parent`)."""
+    coordinator (:func:`scenarios.parallel.worker_setup`)."""
     import traceback
 
     worker_setup()

@@ -160,9 +160,10 @@ def _details(model: Duel) -> None:
 
 def _surplus(model: Duel) -> None:
     """This round's mean surplus per behaviour, each side: does free-riding pay?"""
-    frame = model.surplus_by_behaviour() if model.rounds_done else model.surplus_by_behaviour().iloc[0:0]
-    behaviours = list(dict.fromkeys(frame.behaviour)) if len(frame) else []
-    sides = list(dict.fromkeys(frame.side)) if len(frame) else []
+    frame = model.surplus_by_behaviour()
+    if not model.rounds_done:  # before the first round nobody has a payoff yet
+        frame = frame.iloc[0:0]
+    behaviours, sides = list(dict.fromkeys(frame.behaviour)), list(dict.fromkeys(frame.side))
     fig, axes = _figure(1, width=6.0, height=2.8)
     ax = axes[0]
     width = 0.8 / max(1, len(sides))
@@ -182,7 +183,7 @@ def _surplus(model: Duel) -> None:
 def _principals(model: Duel) -> None:
     """Every principal's current action, each side: out, or the share m of its pool (marker: cleaned q)."""
     frame = model.principals()
-    sides = list(dict.fromkeys(frame.side)) if len(frame) else []
+    sides = list(dict.fromkeys(frame.side))
     fig, axes = _figure(max(1, len(sides)), width=9.0, height=2.6)
     for ax, side in zip(axes, sides, strict=False):
         part = frame[frame.side == side]

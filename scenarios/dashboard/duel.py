@@ -20,7 +20,8 @@ from pydantic import Field
 
 from coopsim.errors import InputError
 from learning.seeding import derive_seed
-from scenarios.config import Section, as_input_error
+from scenarios.config import Section, validate
+from scenarios.library._cooperative import cooperative_document
 from sim import CooperativeConfig, CooperativeModel
 from sim.config import STRATEGIES
 
@@ -76,12 +77,7 @@ class DashboardSettings(Section):
                 "population": {"n_principals": self.n_principals, "behaviours": behaviours,
                                "strategy": self.strategy, "unit_cost": [self.cost_low, self.cost_high]},
                 "training": {"mode": self.mode, **({"standalone_epochs": 5} if self.mode == "real" else {})}}
-        from pydantic import ValidationError
-
-        try:
-            return CooperativeConfig.model_validate(data)
-        except ValidationError as exc:
-            raise as_input_error(exc, CooperativeConfig) from None
+        return validate(CooperativeConfig, data)
 
 
 #: the model reporters the dashboard plots
@@ -100,12 +96,7 @@ class Duel(mesa.Model):
         self.error: str | None = None
         self.cooperatives: dict[str, CooperativeModel] = {}
         try:
-            from pydantic import ValidationError
-
-            try:
-                self.settings = DashboardSettings.model_validate(kwargs)
-            except ValidationError as exc:
-                raise as_input_error(exc, DashboardSettings) from None
+            self.settings = validate(DashboardSettings, kwargs)
             s = self.settings
             seed = derive_seed(s.seed, 100, 0)  # the cooperative scenario's replicate 0
             for side, kind in (("A", s.mechanism_a), ("B", s.mechanism_b)):
@@ -184,8 +175,6 @@ class Duel(mesa.Model):
         as have run (at least one)."""
         s = self.settings
         coop = s.cooperative(s.mechanism_a).model_copy(update={"rounds": max(1, self.rounds_done)})
-        dumped = coop.model_dump(mode="json", exclude_none=True)
-        dumped.pop("mechanism")
-        return {"scenario": "cooperative", "seed": s.seed, "replicates": 1, "cooperative": dumped,
-                "mechanisms": [{"label": label(s.mechanism_a, "A"), "mechanism": s.mechanism(s.mechanism_a)},
-                               {"label": label(s.mechanism_b, "B"), "mechanism": s.mechanism(s.mechanism_b)}]}
+        return cooperative_document(coop, [(label(kind, side), s.mechanism(kind))
+                                           for side, kind in (("A", s.mechanism_a), ("B", s.mechanism_b))],
+                                    seed=s.seed, replicates=1)

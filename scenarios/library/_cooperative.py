@@ -121,6 +121,21 @@ class CooperativeScenarioConfig(ScenarioConfig):
         return out
 
 
+def cooperative_document(cooperative: CooperativeConfig, mechanisms: list[tuple[str, dict[str, Any]]], *,
+                         seed: int, replicates: int, scenario: str = "cooperative", **fields: Any) -> dict[str, Any]:
+    """A scenario document (what a scenario TOML holds) that runs ``cooperative`` under each
+    ``(label, mechanism settings)``: every field of the cooperative written out, so that no library
+    default changes what it means. ``fields`` are further top-level settings (e.g. ``final_window``).
+    A field set to null cannot be written (TOML has none) unless null is its default."""
+    dumped = cooperative.model_dump(mode="json", exclude_none=True)
+    if type(cooperative).model_validate(dumped) != cooperative:
+        nulls = sorted(k for k, v in cooperative.model_dump().items() if v is None)
+        raise InputError("cooperative", nulls, "values TOML can write: leave these fields unset (their default)")
+    dumped.pop("mechanism", None)
+    return {"scenario": scenario, "seed": seed, "replicates": replicates, **fields, "cooperative": dumped,
+            "mechanisms": [{"label": label, "mechanism": m} for label, m in mechanisms]}
+
+
 def run_cooperatives(cfg: CooperativeScenarioConfig, seed: int) -> ScenarioResult:
     """Run every mechanism on every replicate; long rows of model and agent reporters."""
     rows: list[pd.DataFrame] = []

@@ -220,27 +220,25 @@ def _search(study: Study, ostudy: Any, workers: int, client: Any, progress: bool
             ostudy.sampler = make_sampler(study, derive_seed(study.file.seed, 7, len(ostudy.trials)) % 2**32)
             asked = [ostudy.ask(distributions) for _ in range(min(workers, total - used))]
             known = _finished_points(ostudy)
-            tasks, results = [], {}
+            results: dict[int, dict[str, Any]] = {}
+            runs: dict[str, TrialTask] = {}  # point → the trial of this batch that runs it
             for t in asked:
                 key = _point_key(t.params)
                 if key in known:  # the same settings with the same seeds: the same numbers, not run again
                     results[t.number] = {**known[key], "same_as": known[key]["number"]}
-                    continue
-                try:
-                    tasks.append(TrialTask(t.number, document(study, t.number, t.params), metrics))
-                except InputError as exc:  # this combination of values is refused by the cooperative
-                    results[t.number] = {"number": t.number, "error": f"InputError: {exc}"}
-            first = {}
-            for task in tasks:  # a point asked twice in one batch runs once
-                first.setdefault(_point_key(dict(next(t for t in asked if t.number == task.number).params)), task)
-            unique = list({id(task): task for task in first.values()}.values())
-            for r in parallel_map(run_trial, unique, workers=workers, client=client,
-                                  keys=[f"coopsim-trial-{t.number}" for t in unique]):
+                elif key in runs:  # asked twice in this batch: runs once
+                    results[t.number] = {"same_as": runs[key].number}
+                else:
+                    try:
+                        runs[key] = TrialTask(t.number, document(study, t.number, t.params), metrics)
+                    except InputError as exc:  # this combination of values is refused by the cooperative
+                        results[t.number] = {"number": t.number, "error": f"InputError: {exc}"}
+            for r in parallel_map(run_trial, list(runs.values()), workers=workers, client=client,
+                                  keys=[f"coopsim-trial-{task.number}" for task in runs.values()]):
                 results[r["number"]] = r
-            for t in asked:
-                if t.number not in results:
-                    original = first[_point_key(t.params)].number
-                    results[t.number] = {**results[original], "same_as": original}
+            for number, r in results.items():
+                if r.keys() == {"same_as"}:
+                    results[number] = {**results[r["same_as"]], "same_as": r["same_as"]}
             for t in asked:  # in trial order, whatever order the workers finished in
                 r = results[t.number]
                 t.set_user_attr("seeds", seeds(study))

@@ -15,9 +15,9 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from coopsim.errors import InputError
 from learning.seeding import derive_seed
 from scenarios.config import as_toml
+from scenarios.library._cooperative import cooperative_document
 from scenarios.parallel import worker_setup
 from scenarios.registry import resolve_document
 from scenarios.runner import execute
@@ -35,15 +35,11 @@ def document(study: Study, number: int, params: dict[str, Any]) -> dict[str, Any
     """The scenario document of trial ``number`` with ``params`` (dotted path → value): every field of
     the cooperative written out, so that no library default can change what it means."""
     coop = assign(study.cooperative.model_dump(mode="json"), params)
-    dumped = coop.model_dump(mode="json", exclude_none=True)
-    if type(coop).model_validate(dumped) != coop:  # TOML has no null: a field set to null must be its default
-        nulls = sorted(k for k, v in coop.model_dump().items() if v is None)
-        raise InputError("cooperative", nulls, "values TOML can write: leave these fields unset (their default)")
-    mechanism = dumped.pop("mechanism")
     f = study.file
-    return {"scenario": SCENARIO, "seed": f.seed, "replicates": f.repeats, "final_window": f.final_window,
-            "ci_level": f.ci_level, "settle": f.settle.model_dump(mode="json"), "cooperative": dumped,
-            "mechanisms": [{"label": label_of(number), "mechanism": mechanism}]}
+    mechanism = coop.mechanism.model_dump(mode="json", exclude_none=True)
+    return cooperative_document(coop, [(label_of(number), mechanism)], seed=f.seed, replicates=f.repeats,
+                                scenario=SCENARIO, final_window=f.final_window, ci_level=f.ci_level,
+                                settle=f.settle.model_dump(mode="json"))
 
 
 def seeds(study: Study) -> list[int]:
