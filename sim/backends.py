@@ -1,23 +1,17 @@
-"""The two learning modes of the cooperative, sharing all mechanism code (SPEC §6).
+"""The real learning mode of the cooperative (SPEC §6): torch training through ``learning/``.
 
-- :class:`RealBackend`: torch training through ``learning/`` — members' contributed rows, their
-  value filters, TL (or FedAvg) rounds, one-step counterfactual credit (V3) per TL step with
-  batched evaluation, and each round's per-member updates for model-reward mechanisms.
-- :class:`SurrogateBackend`: accuracy from a learning curve ``a(m)`` of the effective pooled data,
-  leave-one-out credit on that curve and synthetic update vectors, for populations of thousands.
-
-Both return a :class:`RoundOutcome` with member-aligned arrays.
+:class:`RealBackend`: members' contributed rows, their value filters, TL (or FedAvg) rounds,
+one-step counterfactual credit (V3) per TL step with batched evaluation, and each round's
+per-member updates for model-reward mechanisms. Its sibling ``sim.surrogate.SurrogateBackend``
+replaces training with a learning curve; both return a :class:`sim.outcome.RoundOutcome`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from coopsim.errors import InputError
-from economics.contracts.accuracy import GeneralisationBound
 from economics.valuation import fedavg_one_step_counterfactual, one_step_counterfactual
 from learning.data import load_dataset, split, with_risk_task
 from learning.evaluation import accuracy, batched_accuracy, batched_loss, loss_value
@@ -31,43 +25,7 @@ from learning.substrates import FedAvgTrainer, TraversalTrainer, train_standalon
 from learning.substrates.common import dataset_tensors
 from learning.traversal import VirtualBatchPlan, gather
 from sim.config import CooperativeConfig
-
-
-def quality_weight(behaviour: str, label_noise: float, q: float, free_ride: str = "noise") -> float:
-    """Value of one contributed row relative to a clean one (ours): ``1 − 2ν`` for label noise ν after
-    cleaning (noise at 0.5 is worthless, flipped labels are harmful), −1 for label flips, 0 for
-    copies or nothing, −0.8 for free-rider noise (90% wrong labels), −0.5 for random or scaled
-    gradients. The surrogate learns from it; the real mode uses it only as ground truth."""
-    if behaviour == "free_rider":
-        return 0.0 if free_ride in ("copies", "nothing") else 1.0 - 2.0 * 0.9
-    if behaviour == "label_flip":
-        return -1.0
-    if behaviour in ("random_gradient", "scaled_gradient"):
-        return -0.5
-    return 1.0 - 2.0 * label_noise * (1.0 - q)
-
-
-def label_quality(behaviour: str, label_noise: float, q: float, free_ride: str = "noise",
-                  n_classes: int = 10) -> float:
-    """Fraction of correct labels in the rows a delegate brings (NaN when it brings none): label noise
-    after cleaning for honest data, chance level for free-rider noise, 0 for flipped labels."""
-    if behaviour == "free_rider":
-        return {"noise": 1.0 / n_classes, "copies": 1.0 - label_noise, "nothing": float("nan")}[free_ride]
-    if behaviour == "label_flip":
-        return 0.0
-    return 1.0 - label_noise * (1.0 - q)
-
-
-@dataclass
-class RoundOutcome:
-    """One training round: the shared model's accuracy and validation loss, each member's credit
-    for the round and its update vector (rows in member order; ``deltas`` is None when empty)."""
-
-    accuracy: float
-    val_loss: float
-    credit: np.ndarray
-    deltas: np.ndarray | None
-    rows: np.ndarray
+from sim.outcome import RoundOutcome
 
 
 class RealBackend:
@@ -323,95 +281,3 @@ class RealSharedModel:
 
     def share_accuracy(self, shares: np.ndarray) -> np.ndarray:
         raise NotImplementedError("real training has parameters: use current(), tensors() and evaluate()")
-
-
-class SurrogateSharedModel:
-    """The surrogate's shared model: no parameters, a learning curve of the pooled update."""
-
-    has_parameters = False
-
-    def __init__(self, backend: SurrogateBackend) -> None:
-        self._backend = backend
-
-    def _none(self, *args: object) -> np.ndarray:
-        raise NotImplementedError("the surrogate has no parameters: use share_accuracy(shares)")
-
-    initial = current = tensors = evaluate = _none
-
-    def share_accuracy(self, shares: np.ndarray) -> np.ndarray:
-        """Accuracy of a model holding the share ``q_i`` of this round's pooled (effective) update."""
-        return self._backend.model_accuracy(np.asarray(shares, dtype=float), self._backend.last_total_eff)
-
-
-class SurrogateBackend:
-    """A learning curve instead of training: ``accuracy = a(scale · max(0, Σ_i rows_i · w_i))``.
-
-    ``a`` is the generalisation bound of SPEC §5 (k = 1); ``scale`` converts rows into the curve's
-    data units; ``w`` is :func:`quality_weight`. Credit is leave-one-out on the curve, the surrogate
-    of (V3). Update vectors for
-    CGSV are ``rows·w·d + √rows·ξ`` in ``surrogate_dim`` dimensions (d a fixed unit direction).
-    """
-
-    def __init__(self, config: CooperativeConfig, seed: int) -> None:
-        self.config = config
-        self.seed = seed
-        self.curve = GeneralisationBound()
-        self.scale = config.training.surrogate_scale
-        rng = np.random.default_rng(derive_seed(seed, 31))
-        d = rng.normal(size=config.training.surrogate_dim)
-        self.direction = d / np.linalg.norm(d)
-        self.rng = np.random.default_rng(derive_seed(seed, 32))
-        self._noise: dict[int, float] = {}
-        self._behaviour: dict[int, str] = {}
-        self._pool: dict[int, int] = {}
-        self.last_total_eff = 0.0
-
-    def shared_model(self) -> SurrogateSharedModel:
-        """The shared model as mechanisms see it (``sim.mechanisms.SharedModel``)."""
-        return SurrogateSharedModel(self)
-
-    def owner_pools(self, n_owners: int) -> list[np.ndarray]:
-        y = np.arange(100 * n_owners) % 10
-        return partition(y, n_owners, self.config.training.partition, seed=derive_seed(self.seed, 16))
-
-    def register(self, index: int, pool: np.ndarray, label_noise: float, behaviour: str, profile) -> None:
-        self._noise[index] = label_noise
-        self._behaviour[index] = behaviour
-        self._pool[index] = len(pool)
-
-    def pool_size(self, index: int) -> int:
-        return self._pool[index]
-
-    def weights(self, indices: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """Quality weight of each member's rows (:func:`quality_weight`)."""
-        fr = self.config.population.free_ride
-        return np.array([quality_weight(self._behaviour[i], self._noise[i], qi, fr)
-                         for i, qi in zip(indices.tolist(), q.tolist(), strict=True)])
-
-    def standalone_accuracy(self, indices: list[int]) -> float:
-        rows = sum(self._pool[i] * (1.0 - 2.0 * self._noise[i]) for i in indices)
-        return float(self.curve(self.scale * max(0.0, rows)))
-
-    def train_round(self, round_index: int, members: list, tamper_kinds: list[str | None]) -> RoundOutcome:
-        n = len(members)
-        idx = np.fromiter((p.index for p in members), dtype=np.int64, count=n)
-        q = np.fromiter((p.action.q for p in members), dtype=np.float64, count=n)
-        rows = np.fromiter((p.rows for p in members), dtype=np.int64, count=n)
-        if n and self.config.population.free_ride == "nothing":
-            rows = rows * np.array([self._behaviour[i] != "free_rider" for i in idx])
-        w = self.weights(idx, q) if n else np.zeros(0)
-        eff = rows * w
-        total = float(eff.sum())
-        self.last_total_eff = total
-        acc = float(self.curve(self.scale * max(0.0, total)))
-        without = self.curve(self.scale * np.maximum(0.0, total - eff))
-        credit = acc - without
-        deltas = None
-        if n:
-            noise = self.rng.normal(size=(n, len(self.direction))) * np.sqrt(np.maximum(rows, 1))[:, None]
-            deltas = eff[:, None] * self.direction[None, :] + noise
-        return RoundOutcome(acc, float("nan"), credit, deltas, rows)
-
-    def model_accuracy(self, share: np.ndarray, total_eff: float) -> np.ndarray:
-        """Surrogate accuracy of a model holding the share ``q`` of the pooled update (ours)."""
-        return self.curve(self.scale * np.maximum(0.0, share * total_eff))

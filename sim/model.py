@@ -27,10 +27,12 @@ from economics.settlement import LinearAccuracyRevenue
 from learning.seeding import derive_seed
 from sim import mechanisms
 from sim.agents import ATTACKERS, Principal
-from sim.backends import RealBackend, SurrogateBackend, label_quality, quality_weight
+from sim.backends import RealBackend
 from sim.config import CooperativeConfig
 from sim.mechanisms import Cooperative, Payout, RoundView, payout_of
+from sim.quality import label_quality, quality_weight
 from sim.strategies import Action, action_grid, make_strategy
+from sim.surrogate import SurrogateBackend
 
 MODEL_REPORTERS = ("participation", "accuracy", "val_loss", "revenue", "payments", "mean_quality", "fairness",
                    "gini", "individual_rationality", "budget_balance", "welfare", "free_rider_profit",
