@@ -96,3 +96,11 @@ def rng_from(rng: Any) -> np.random.Generator:
     if rng is None or isinstance(rng, int | np.integer | np.random.SeedSequence):
         return np.random.default_rng(rng)
     raise InputError("rng", rng, "a numpy Generator, an integer seed, a SeedSequence or None")
+
+
+def distinct(ids: np.ndarray) -> bool:
+    """Whether an array of integer ids holds no repeats (O(n) when already increasing)."""
+    if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return True
+    ordered = np.sort(ids)
+    return bool(np.all(ordered[1:] != ordered[:-1]))

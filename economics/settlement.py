@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coopsim.errors import InputError, check, check_choice
-from economics._checks import as_vector, finite_scalar
+from economics._checks import as_vector, distinct, finite_scalar
 
 NEGATIVE_MODES = ("clip", "penalty")
 ALL_ZERO_MODES = ("equal", "nothing")
@@ -217,30 +217,40 @@ class Ledger:
     """Per-step credit ledger; settles horizons (V4-V6) and keeps every settlement.
 
     Members are any hashable ids (they may join and leave: a member absent at a step has credit 0
-    there). A step can be settled only once.
+    there). A step can be settled only once. Each step is kept as two aligned arrays (ids, credits);
+    integer ids are matched with sorted-array searches, so a step of a million members costs array
+    operations, not a loop.
     """
 
-    credits: dict[int, dict[Hashable, float]] = field(default_factory=dict)
     settlements: list[Settlement] = field(default_factory=list)
+    _records: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _settled: set[int] = field(default_factory=set)
     #: recorded steps not yet settled (kept as they change: a long run settles many small horizons,
     #: and scanning every recorded step each round made settlement quadratic in the rounds)
     _pending: set[int] = field(default_factory=set)
 
-    def record(self, step: int, members: Sequence[Hashable], credits: np.ndarray | Sequence[float]) -> None:
+    def record(self, step: int, members: Sequence[Hashable] | np.ndarray, credits: np.ndarray | Sequence[float]
+               ) -> None:
         """Record the credits ``c_i^t`` of ``members`` at ``step`` (one record per step)."""
         check(isinstance(step, int | np.integer) and not isinstance(step, bool), "step", step, "an integer")
         step = int(step)
-        check(step not in self.credits, "step", step, "a step not yet recorded")
+        check(step not in self._records, "step", step, "a step not yet recorded")
         c = as_vector("credits", credits, len(members))
-        check(len(set(members)) == len(members), "members", list(members), "distinct member ids")
-        self.credits[step] = dict(zip(members, c.tolist(), strict=True))
+        ids = _ids(members)
+        unique = distinct(ids) if ids.dtype != object else len(set(ids.tolist())) == len(ids)
+        check(unique, "members", list(members)[:10], "distinct member ids")
+        self._records[step] = (ids, c.copy())
         self._pending.add(step)
+
+    @property
+    def credits(self) -> dict[int, dict[Hashable, float]]:
+        """``{step: {member: credit}}`` of every recorded step (a copy, for inspection)."""
+        return {t: dict(zip(ids.tolist(), c.tolist(), strict=True)) for t, (ids, c) in sorted(self._records.items())}
 
     @property
     def steps(self) -> list[int]:
         """Recorded steps, ascending."""
-        return sorted(self.credits)
+        return sorted(self._records)
 
     @property
     def unsettled_steps(self) -> list[int]:
@@ -249,19 +259,40 @@ class Ledger:
 
     def members(self, steps: Sequence[int] | None = None) -> tuple[Hashable, ...]:
         """Members with a record in ``steps`` (all steps by default), in order of first appearance."""
-        seen: dict[Hashable, None] = {}
-        for t in self.steps if steps is None else steps:
-            for m in self.credits[t]:
-                seen.setdefault(m)
-        return tuple(seen)
+        return tuple(self._member_ids(self.steps if steps is None else steps).tolist())
 
-    def matrix(self, steps: Sequence[int], members: Sequence[Hashable]) -> np.ndarray:
+    def _member_ids(self, steps: Sequence[int]) -> np.ndarray:
+        parts = [self._records[t][0] for t in steps]
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        if len(parts) == 1:
+            return parts[0]
+        every = np.concatenate(parts)
+        if every.dtype == object:
+            return _ids(list(dict.fromkeys(every.tolist())))
+        unique, first = np.unique(every, return_index=True)
+        return unique[np.argsort(first, kind="stable")]
+
+    def matrix(self, steps: Sequence[int], members: Sequence[Hashable] | np.ndarray) -> np.ndarray:
         """``(T, N)`` credits of ``members`` at ``steps`` (0 where a member has no record)."""
+        members = _ids(members)
         out = np.zeros((len(steps), len(members)), dtype=np.float64)
+        if members.dtype != object:
+            order = np.argsort(members, kind="stable")
+            ordered = members[order]
+        else:
+            index = {m: j for j, m in enumerate(members.tolist())}
         for k, t in enumerate(steps):
-            row = self.credits[t]
-            for j, m in enumerate(members):
-                out[k, j] = row.get(m, 0.0)
+            ids, c = self._records[t]
+            if members.dtype != object and ids.dtype != object:
+                at = np.minimum(np.searchsorted(ordered, ids), max(len(ordered) - 1, 0))
+                known = ordered[at] == ids if len(ordered) else np.zeros(len(ids), dtype=bool)
+                out[k, order[at[known]]] = c[known]
+            else:
+                for m, v in zip(ids.tolist(), c.tolist(), strict=True):
+                    j = index.get(m) if members.dtype == object else None
+                    if j is not None:
+                        out[k, j] = v
         return out
 
     def cumulative(self, steps: Sequence[int] | None = None, schedule: Schedule | None = None
@@ -277,8 +308,9 @@ class Ledger:
         """Settle a horizon (default: every unsettled step) and pay ``revenue`` (V4-V6)."""
         steps = self._steps_arg(steps, settled_ok=False)
         check(len(steps) > 0, "steps", steps, "at least one recorded, unsettled step")
-        members = self.members(steps)
-        mat = self.matrix(steps, members)
+        ids = self._member_ids(steps)
+        mat = self.matrix(steps, ids)
+        members = tuple(ids.tolist())
         omega = schedule_weights(schedule or uniform_schedule(), steps)
         weighted = omega[:, None] * mat
         cum = weighted.sum(axis=0)
@@ -305,10 +337,22 @@ class Ledger:
         if len(set(steps)) != len(steps):
             repeated = sorted({a for a, b in itertools.pairwise(steps) if a == b})  # steps are sorted
             raise InputError("steps", repeated[:5], "each step at most once (a repeated step would count twice)")
-        unknown = [t for t in steps if t not in self.credits]
+        unknown = [t for t in steps if t not in self._records]
         if unknown:
             raise InputError("steps", unknown[:5], "recorded steps only")
         if not settled_ok:
             again = [t for t in steps if t in self._settled]
             check(not again, "steps", again[:5], "steps not settled before")
         return steps
+
+
+def _ids(members: Sequence[Hashable] | np.ndarray) -> np.ndarray:
+    """Member ids as an array: int64 when they are all integers, else objects."""
+    if isinstance(members, np.ndarray) and members.dtype.kind in "iu":
+        return members.astype(np.int64, copy=False)
+    items = list(members)
+    if all(isinstance(m, int | np.integer) and not isinstance(m, bool) for m in items):
+        return np.array(items, dtype=np.int64)
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out

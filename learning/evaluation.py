@@ -15,6 +15,10 @@ candidate parameter vectors in one call.
 
 ``auto`` picks ``stacked`` when the model allows it, else ``loop`` for models with convolutions and
 ``vmap`` otherwise. The choice is static, so results never depend on timing.
+
+:func:`counterfactual_losses` forms V3's candidates ``θ − η g̃_i`` from the trainer's tensors and
+evaluates them (with θ) in one :func:`batched_loss` call; :func:`validation_gradient` gives
+``∇L_val(θ)`` as a flat vector, for the first-order credit option (the linear term of V3).
 """
 
 from __future__ import annotations
@@ -82,6 +86,89 @@ def batched_loss(
 def stacked_supported(model: nn.Module) -> bool:
     """Whether :func:`batched_loss` can use one stacked forward for this model."""
     return _stacked_plan(model) is not None
+
+
+def counterfactual_losses(
+    model: nn.Module,
+    loss_fn: LossFn,
+    theta: torch.Tensor,
+    pieces: torch.Tensor,
+    lr: float,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    method: str = "auto",
+    max_entries: int = 1 << 25,
+) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """The evaluations of the one-step counterfactual (V3) straight from the trainer's tensors:
+    ``L(θ)`` and ``L(θ − lr·p_i)`` for every row ``p_i`` of ``pieces`` (N, D) that is not all zero.
+
+    Returns ``(base, rows, losses)``: ``base = L(θ)``, ``rows`` the indices of the non-zero rows and
+    ``losses[j] = L(θ − lr·p_rows[j])``, so member i's credit is ``base − losses`` on its row and 0 for
+    a zero row (as :func:`economics.valuation.one_step_counterfactual`, which takes float64 numpy
+    arrays and a loss oracle). The candidates are formed once, in the model's dtype and on the
+    pieces' device (no numpy or float64 copy of the (N, D) pieces), and θ rides as row 0 of the
+    same :func:`batched_loss` call; calls are chunked to at most ``max_entries`` parameter entries.
+    A row with a non-finite entry gets a NaN loss (even where the forward would absorb it, as ReLU
+    does −inf); non-finite losses are returned as they are (the caller decides what divergence means)."""
+    dtype = next(model.parameters()).dtype
+    check(pieces.ndim == 2 and theta.shape == pieces.shape[1:], "pieces", tuple(pieces.shape),
+          f"an (N, {theta.shape[0]}) stack of pieces matching theta")
+    # per-row max and min (cheaper than torch.any): a row is non-zero where either is (a NaN propagates
+    # through both, so it counts), and holds only finite entries where both are finite
+    hi, lo = pieces.amax(1), pieces.amin(1)
+    rows = ((hi != 0) | (lo != 0)).nonzero().flatten()
+    k = len(rows)
+    if k == 0:
+        return float(batched_loss(model, loss_fn, theta.to(dtype)[None], X, y, method=method)[0]), rows, \
+            torch.zeros(0, dtype=dtype)
+    chosen = pieces if k == len(pieces) else pieces.index_select(0, rows)
+    P = torch.empty(k + 1, theta.shape[0], dtype=dtype, device=pieces.device)
+    P[0] = theta
+    torch.sub(theta.to(dtype), chosen.to(dtype), alpha=lr, out=P[1:])
+    chunk = max(1, max_entries // max(theta.shape[0], 1))
+    out = torch.cat([batched_loss(model, loss_fn, P[s:s + chunk], X, y, method=method)
+                     for s in range(0, k + 1, chunk)])
+    losses = out[1:]
+    finite = (hi.isfinite() & lo.isfinite())[rows]
+    if not bool(finite.all()):
+        losses = losses.masked_fill(~finite, float("nan"))
+    return float(out[0]), rows, losses
+
+
+def validation_gradient(model: nn.Module, loss_fn: LossFn, theta: torch.Tensor, X: torch.Tensor,
+                        y: torch.Tensor) -> torch.Tensor:
+    """``∇L(θ)``, the gradient of the mean loss on (X, y) at the flat parameters ``theta`` (D,) —
+    not necessarily the model's current ones — as a flat vector (D,) in the model's dtype.
+
+    One forward and one backward: by hand for the models and losses :func:`batched_loss` stacks
+    (Linear, ReLU/Tanh/Sigmoid layers; cross-entropy or the multi-task loss), else through
+    ``functional_call`` and autograd. The model's parameters and their ``.grad`` are left
+    untouched; it is evaluated in eval mode (dropout off, batch statistics frozen), as
+    :func:`batched_loss` evaluates candidates. The first-order credit option (the linear term of
+    V3) needs one such gradient per step."""
+    from torch.func import functional_call
+
+    plan = _stacked_plan(model)
+    size = plan.size if plan is not None else ParamLayout.of(model).size
+    check(theta.shape == (size,), "theta", tuple(theta.shape), f"a flat parameter vector ({size},)")
+    flat = theta.detach().to(next(model.parameters()).dtype)
+    grad = None if plan is None else plan.gradient(loss_fn, flat, X, y)
+    if grad is not None:
+        return grad
+    layout = ParamLayout.of(model)
+    p = flat.clone().requires_grad_(True)
+    training = model.training
+    if training:
+        model.eval()
+    try:
+        with torch.enable_grad():
+            loss = loss_fn(functional_call(model, layout.unflatten(p), (X,)), y)
+            (grad,) = torch.autograd.grad(loss, p)
+    finally:
+        if training:
+            model.train()
+    return grad
 
 
 class _Linear(NamedTuple):
@@ -158,6 +245,84 @@ class _StackedPlan:
         if off is not None:
             h = h.add_(off[:, :, None])
         return h if h.ndim == 3 else h.expand(n, *h.shape)
+
+
+    def gradient(self, loss_fn: LossFn, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """``∇L(θ)`` of the mean loss on (X, y) at one flat vector ``theta``, by hand (no autograd):
+        a forward that keeps each layer's input (Linear) or output (activation), then the chain
+        rule back through the layers, with ``(softmax − onehot)/B`` for the cross-entropy. None when
+        the loss is not ``F.cross_entropy`` (``MultiTaskLoss`` for a multi-task net) or an
+        element-wise layer has no closed-form derivative here (the caller then uses autograd)."""
+        if (loss_fn is not F.cross_entropy) if self.heads is None else not isinstance(loss_fn, MultiTaskLoss):
+            return None
+        heads = dict(self.heads or ())
+        ops = [*self.trunk, *(op for h in heads.values() for op in h)]
+        if any(not isinstance(op, _Linear) and type(op) not in _DERIVATIVES for op in ops):
+            return None
+        grad = torch.zeros_like(theta)
+        z, tape = _forward_one(self.trunk, theta, X.reshape(X.shape[0], -1))
+        if self.heads is None:
+            _backward_one(self.trunk, theta, tape, _cross_entropy_gradient(z, y), grad)
+            return grad
+        if any(t not in heads for t in loss_fn.tasks):
+            return None
+        dz = None
+        for k, (task, weight) in enumerate(zip(loss_fn.tasks, loss_fn.weights, strict=True)):
+            logits, head_tape = _forward_one(heads[task], theta, z)
+            d = _backward_one(heads[task], theta, head_tape, _cross_entropy_gradient(logits, y[:, k]).mul_(weight),
+                              grad, input_grad=True)
+            dz = d if dz is None else dz.add_(d)
+        if dz is not None:
+            _backward_one(self.trunk, theta, tape, dz, grad)
+        return grad
+
+
+#: derivative of an element-wise layer from its output: dL/dinput = f(dL/doutput, output)
+_DERIVATIVES = {
+    nn.ReLU: lambda d, out: d.mul_(out > 0),
+    nn.Tanh: lambda d, out: d.mul_(1 - out * out),
+    nn.Sigmoid: lambda d, out: d.mul_(out * (1 - out)),
+}
+
+
+def _forward_one(ops: tuple[_Op, ...], theta: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """One parameter vector's forward (rows, features), keeping what the backward needs: each
+    Linear's input and each activation's output."""
+    tape = []
+    for op in ops:
+        if isinstance(op, _Linear):
+            tape.append(h)
+            W = theta[op.weight].view(op.shape)
+            h = h @ W.T if op.bias is None else torch.addmm(theta[op.bias], h, W.T)
+        else:
+            h = op(h)
+            tape.append(h)
+    return h, tape
+
+
+def _backward_one(ops: tuple[_Op, ...], theta: torch.Tensor, tape: list, d: torch.Tensor, grad: torch.Tensor,
+                  *, input_grad: bool = False) -> torch.Tensor | None:
+    """The chain rule back through ``ops`` from ``d`` = dL/d(output): writes each Linear's weight and
+    bias gradients into their slices of ``grad``; returns dL/d(input) when ``input_grad``."""
+    for i in range(len(ops) - 1, -1, -1):
+        op = ops[i]
+        if isinstance(op, _Linear):
+            torch.mm(d.T, tape[i], out=grad[op.weight].view(op.shape))
+            if op.bias is not None:
+                torch.sum(d, 0, out=grad[op.bias])
+            if i == 0 and not input_grad:
+                return None
+            d = d @ theta[op.weight].view(op.shape)
+        else:
+            d = _DERIVATIVES[type(op)](d, tape[i])
+    return d
+
+
+def _cross_entropy_gradient(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d/dlogits of the mean cross-entropy of (B, C) logits: ``(softmax − onehot(y)) / B``."""
+    d = torch.softmax(logits, 1)
+    d[torch.arange(len(y)), y] -= 1
+    return d.div_(len(y))
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, _StackedPlan | None]] = weakref.WeakKeyDictionary()

@@ -36,6 +36,43 @@ def pow_sizes(n_members: int, total: int) -> np.ndarray:
     return np.ceil(shares * total - 1e-9).astype(np.int64)
 
 
+def fit_to_pool(sizes: np.ndarray, pool: int) -> np.ndarray:
+    """Ceil-ed POW sizes may overshoot the pool: take the excess a row at a time from the largest
+    member (the first of equals, so sizes stay non-decreasing)."""
+    sizes = sizes.copy()
+    for _ in range(int(sizes.sum()) - pool):
+        sizes[int(np.argmax(sizes))] -= 1
+    return sizes
+
+
+def partition_sizes(class_counts: np.ndarray, n_members: int, scheme: str = "uni", *, seed: SeedLike,
+                    alpha: float = 0.5) -> np.ndarray:
+    """The members' pool sizes that :func:`partition` gives a pool holding ``class_counts[c]`` rows of
+    each class, without the rows themselves (the same sizes for ``uni``, ``pow`` and ``cla``; the
+    same distribution for ``dirichlet``): what a learning curve needs, in O(members) memory."""
+    check_choice("partition", scheme, PARTITIONS)
+    counts = np.asarray(class_counts, dtype=np.int64)
+    total = int(counts.sum())
+    check(isinstance(n_members, int | np.integer) and 1 <= n_members <= total, "n_members", n_members,
+          f"an integer in [1, {total}] (every member holds a row)")
+    if scheme in ("uni", "cla"):
+        return np.full(n_members, total // n_members, dtype=np.int64)
+    if scheme == "pow":
+        return fit_to_pool(pow_sizes(n_members, total), total)
+    check(alpha > 0 and math.isfinite(alpha), "dirichlet_alpha", alpha, "a finite concentration > 0")
+    rng = as_generator(seed)
+    for _ in range(100):
+        sizes = np.zeros(n_members, dtype=np.int64)
+        for rows in counts.tolist():
+            shares = rng.dirichlet(np.full(n_members, alpha))
+            cuts = (np.cumsum(shares)[:-1] * rows).astype(np.int64)
+            sizes += np.diff(np.concatenate([[0], cuts, [rows]]))
+        if sizes.min() > 0:
+            return sizes
+    check(False, "dirichlet_alpha", alpha, "a concentration large enough that every member gets a row")
+    raise AssertionError  # unreachable
+
+
 def cla_classes(n_members: int, n_classes: int) -> np.ndarray:
     """CGSV's CLA class counts: member i sees classes {0, …, c_i − 1}."""
     return np.linspace(1, n_classes, n_members).astype(int)
@@ -71,11 +108,7 @@ def partition(
         return [np.sort(order[i * size:(i + 1) * size]) for i in range(n_members)]
 
     if scheme == "pow":
-        sizes = pow_sizes(n_members, total)
-        # ceil-ed sizes may overshoot the pool: take the excess a row at a time from the largest
-        # member (the first of equals, so sizes stay non-decreasing); n_members ≤ pool keeps all ≥ 1
-        for _ in range(int(sizes.sum()) - pool):
-            sizes[int(np.argmax(sizes))] -= 1
+        sizes = fit_to_pool(pow_sizes(n_members, total), pool)  # n_members ≤ pool keeps all ≥ 1
         order = rng.permutation(pool)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         return [np.sort(order[bounds[i]:bounds[i + 1]]) for i in range(n_members)]

@@ -9,10 +9,13 @@ coordinator that started them dies (:func:`die_with_parent`).
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -48,11 +51,40 @@ def die_with_parent() -> None:
 
 
 def worker_setup() -> None:
-    """Call first in every task function: one torch thread per worker, and die with the coordinator."""
+    """Call first in every task function: one torch thread per worker, die with the coordinator, and
+    let finished models go (:func:`forget_finished_models`)."""
     import torch
 
     die_with_parent()
     torch.set_num_threads(1)
+    forget_finished_models()
+
+
+class _ModelCounters(weakref.WeakKeyDictionary):
+    """mesa's per-model agent-id counters, holding each model weakly (a counter from 1 per model)."""
+
+    def __getitem__(self, model: Any) -> Any:
+        try:
+            return super().__getitem__(model)
+        except KeyError:
+            counter = self[model] = itertools.count(1)
+            return counter
+
+
+def forget_finished_models() -> None:
+    """mesa 3.3 keeps every model it ever saw as a key of the class attribute ``Agent._ids`` (its
+    per-model agent-id counters; mesa issue 3179, fixed upstream by assigning ids in the model), so
+    a process running many runs holds every finished model: about 13 MB per surrogate run of 400
+    principals × 100 rounds, until loky replaces the worker (a fresh interpreter importing torch
+    again). Holding the models weakly numbers agents exactly as before and lets a finished model be
+    collected. A no-op for a mesa without that dictionary."""
+    import mesa
+
+    ids = getattr(mesa.Agent, "_ids", None)
+    if isinstance(ids, collections.defaultdict):
+        live = _ModelCounters()
+        live.update(ids)  # models already counted keep their counters (strongly held until now)
+        mesa.Agent._ids = live
 
 
 def local_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:

@@ -80,15 +80,31 @@ def param_value(value: Any) -> Any:
 
 def write_parquet(path: Path, frame: pd.DataFrame, summary: dict[str, Any] | None = None) -> Path:
     """Write ``frame`` as parquet atomically; ``summary`` (if given) rides in the schema metadata."""
+    import pyarrow.parquet as pq
+
+    table = _arrow_table(frame, summary)
+    return atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def parquet_bytes(frame: pd.DataFrame, summary: dict[str, Any] | None = None) -> bytes:
+    """The bytes :func:`write_parquet` would write (for a worker to encode and a coordinator to store)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(_arrow_table(frame, summary), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow_table(frame: pd.DataFrame, summary: dict[str, Any] | None) -> Any:
+    import pyarrow as pa
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if summary is not None:
         meta = dict(table.schema.metadata or {})
         meta[SUMMARY_META] = json.dumps(summary, default=_plain).encode()
         table = table.replace_schema_metadata(meta)
-    return atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+    return table
 
 
 def read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any] | None]:

@@ -44,7 +44,7 @@ from scenarios.figures import sweep_figures
 from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, write_json
 from scenarios.parallel import connect, parallel_map, worker_setup
 from scenarios.registry import get, resolve
-from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, write_parquet
+from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, parquet_bytes, write_parquet
 from scenarios.runner import execute
 
 
@@ -145,11 +145,14 @@ def plan(sweep: SweepFile, sweep_path: Path) -> list[RunSpec]:
     return specs
 
 
-def run_task(spec: RunSpec) -> tuple[str, pd.DataFrame | None, dict[str, Any]]:
-    """Run one planned run (on a worker); returns its narrow frame (:func:`narrow`) and summary, or
-    ``None`` and ``{"error": …}`` when the run failed (the sweep records it and goes on). Writes
-    nothing. Workers use one torch thread each (several workers share the cores) and die with the
-    coordinator (:func:`scenarios.parallel.worker_setup`)."""
+def run_task(spec: RunSpec) -> tuple[str, bytes | None, dict[str, Any]]:
+    """Run one planned run (on a worker); returns the bytes of its run file — the narrow frame
+    (:func:`narrow`) as parquet, the summary in its metadata — and its summary, or ``None`` and
+    ``{"error": …}`` when the run failed (the sweep records it and goes on). Writes nothing: the
+    coordinator stores the bytes as they are, so the encoding is shared out over the workers (in the
+    coordinator it slowed every worker's results on a 2-core machine) and what travels back is the
+    compressed file, not the pickled frame. Workers use one torch thread each (several workers share
+    the cores) and die with the coordinator (:func:`scenarios.parallel.worker_setup`)."""
     import traceback
 
     worker_setup()
@@ -164,7 +167,7 @@ def run_task(spec: RunSpec) -> tuple[str, pd.DataFrame | None, dict[str, Any]]:
     frame.insert(2, "repeat", np.int64(spec.repeat))
     frame.insert(3, "point", np.int64(spec.point_index))
     summary.update(point=spec.point_index, repeat=spec.repeat, grid=spec.point)
-    return spec.run_id, narrow(frame), summary
+    return spec.run_id, parquet_bytes(narrow(frame), summary), summary
 
 
 def narrow(frame: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +176,7 @@ def narrow(frame: pd.DataFrame) -> pd.DataFrame:
     (dictionary-encoded in parquet), so a run's file and its rows in memory stay small."""
     out = frame.drop(columns=[c for c in frame.columns if c.startswith(PARAM_PREFIX)])
     for col in out.columns:
-        if out[col].dtype == object:
+        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):  # pandas ≥ 3: text is "str"
             out[col] = out[col].astype("category")
     return out
 
@@ -226,12 +229,12 @@ def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Pa
         stream = parallel_map(run_task, todo, workers=workers, client=client,
                               keys=[f"coopsim-{s.run_id}" for s in todo])
         with _progress(progress, len(specs), len(specs) - len(todo)) as advance:
-            for run_id, frame, summary in stream:
-                if frame is None:
+            for run_id, payload, summary in stream:
+                if payload is None:
                     write_json(runs / f"{run_id}.failed.json", summary)
                     failed += 1
                 else:
-                    write_parquet(runs / f"{run_id}.parquet", frame, summary)
+                    atomic_write(runs / f"{run_id}.parquet", lambda tmp, data=payload: tmp.write_bytes(data))
                     (runs / f"{run_id}.failed.json").unlink(missing_ok=True)
                     ran += 1
                 advance()
@@ -353,7 +356,12 @@ def _conform(table: Any, schema: Any) -> Any:
             columns.append(pa.nulls(table.num_rows, target.type))
             continue
         col = table[target.name]
-        if pa.types.is_dictionary(target.type):
+        if col.type == target.type:
+            pass
+        elif pa.types.is_dictionary(target.type) and pa.types.is_dictionary(col.type) and (
+                pa.types.is_string(col.type.value_type) or pa.types.is_large_string(col.type.value_type)):
+            col = col.cast(target.type)  # text already dictionary-encoded: only the index width changes
+        elif pa.types.is_dictionary(target.type):
             col = pc.dictionary_encode(col.cast(pa.string())).cast(target.type)
         else:
             col = col.cast(target.type)

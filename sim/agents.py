@@ -11,66 +11,94 @@ Behaviour types: ``honest``; ``low_quality`` (never cleans labels); ``free_rider
 its pool while contributing noise, copies or nothing); ``label_flip``; ``random_gradient`` and
 ``scaled_gradient`` (its delegate reports a random or scaled gradient piece); ``sybil`` (one pool
 split across several identities, each an agent with the same ``owner``).
+
+A principal's state lives in its row of the model's :class:`sim.population.Population` (the model
+decides, pays and books every row at once); the agent reads and writes that row. Principals with a
+plug-in strategy decide one by one through :meth:`Principal.decide` and :meth:`Principal.learn`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import mesa
 import numpy as np
 
 from learning.filters import ValueProfileSpec
 from sim.mechanisms import Offer
+from sim.population import ATTACK, ATTACKERS, Population
 from sim.strategies import OUT, Action, Strategy
 
-#: behaviours whose action is imposed: they always join with their whole pool and clean nothing
-ATTACKERS = ("free_rider", "label_flip", "random_gradient", "scaled_gradient")
-ATTACK = Action(True, 1.0, 0.0)
+__all__ = ["ATTACK", "ATTACKERS", "Principal"]
+
+
+def _column(name: str, kind: type, doc: str) -> property:
+    def get(self: Principal) -> Any:
+        return kind(getattr(self.population, name)[self.index])
+
+    def set_(self: Principal, value: Any) -> None:
+        getattr(self.population, name)[self.index] = value
+
+    return property(get, set_, doc=doc)
 
 
 class Principal(mesa.Agent):
-    """A data owner and its delegate (its model is a ``sim.CooperativeModel``)."""
+    """A data owner and its delegate (its model is a ``sim.CooperativeModel``); its state is row
+    ``index`` of ``population``."""
 
-    def __init__(self, model: mesa.Model, *, index: int, owner: int, behaviour: str, unit_cost: float,
-                 label_noise: float, pool_size: int, strategy: Strategy,
+    def __init__(self, model: mesa.Model, *, index: int, population: Population, strategy: Any,
                  profile: ValueProfileSpec | None = None) -> None:
         super().__init__(model)
         self.index = index
-        self.owner = owner
-        self.behaviour = behaviour
-        self.unit_cost = unit_cost
-        self.label_noise = label_noise
-        self.pool_size = pool_size
+        self.population = population
+        #: the principal's strategy: its own object (plug-ins), or the array form its group shares
         self.strategy = strategy
         self.profile = profile
-        self.action: Action = OUT
-        self.action_index = 0
-        #: index of the offer taken from a self-selecting mechanism's menu (-1: none)
-        self.offer = -1
-        self.standalone_accuracy = 0.0
-        #: a sybil owner's k identities each count 1/k of its outside option and model value (ours)
-        self.share = 1.0
-        # per-round outcomes (the agent reporters)
-        self.credit = 0.0
-        self.money = 0.0
-        self.model_value = 0.0
-        self.reward = 0.0
-        self.utility = 0.0
-        self.period_payoff = 0.0
-        #: settling: whether this period's choice counts (deliberate, by an adaptive principal) and
-        #: whether it changed from the previous deliberate choice (action index, or offer taken)
-        self.counted = False
-        self.changed = False
-        self._deliberate: int | None = None
-        #: payoff and action of the last completed decision period (what peers can observe)
-        self.last_payoff = float("-inf")
-        self.last_action: Action = OUT
+
+    owner = _column("owner", int, "the data owner (a sybil's identities share one)")
+    unit_cost = _column("unit_cost", float, "private cost per contributed row")
+    label_noise = _column("label_noise", float, "fraction of noisy labels in the raw pool")
+    pool_size = _column("pool_size", int, "rows in the principal's pool")
+    share = _column("share", float, "a sybil owner's k identities each count 1/k of its outside option (ours)")
+    standalone_accuracy = _column("standalone_accuracy", float, "test accuracy of the standalone model")
+    action_index = _column("action_index", int, "index into the strategy's grid (−1: imposed or a menu item)")
+    offer = _column("offer", int, "index of the offer taken from a self-selecting mechanism's menu (−1: none)")
+    counted = _column("counted", bool, "settling: whether this period's choice counts")
+    changed = _column("changed", bool, "settling: whether the counted choice changed")
+    explored = _column("explored", bool, "whether this period's choice was exploration")
+    last_payoff = _column("last_payoff", float, "payoff of the last completed decision period")
+    credit = _column("credit", float, "this round's credit (V3)")
+    money = _column("money", float, "this round's payment")
+    model_value = _column("model_value", float, "value of the model it ends the round with")
+    reward = _column("reward", float, "money plus the model's value beyond the outside option")
+    utility = _column("utility", float, "money + model value − data cost − effort (if joined)")
+    period_payoff = _column("period_payoff", float, "utility summed over the current decision period")
 
     # ---------------------------------------------------------------- derived quantities
     @property
+    def behaviour(self) -> str:
+        return self.population.behaviour_name(self.index)
+
+    @property
+    def action(self) -> Action:
+        pop, i = self.population, self.index
+        return Action(bool(pop.join[i]), float(pop.m[i]), float(pop.q[i])) if pop.join[i] else OUT
+
+    @action.setter
+    def action(self, action: Action) -> None:
+        pop, i = self.population, self.index
+        pop.join[i], pop.m[i], pop.q[i] = action.join, action.m, action.q
+        pop.action_id[i] = self.model.action_id(action)
+
+    @property
+    def last_action(self) -> Action:
+        k = int(self.population.last_action[self.index])
+        return self.model.actions[k] if k >= 0 else OUT  # −1: a menu item (self-selection)
+
+    @property
     def joined(self) -> bool:
-        return self.action.join
+        return bool(self.population.join[self.index])
 
     @property
     def quality(self) -> float:
@@ -78,12 +106,13 @@ class Principal(mesa.Agent):
 
     @property
     def is_free_rider(self) -> bool:
-        return self.behaviour == "free_rider"
+        return bool(self.population.free_rider[self.index])
 
     @property
     def rows(self) -> int:
         """Rows this principal's delegate brings (what it claims, for free-riders)."""
-        return round(self.action.m * self.pool_size) if self.action.join else 0
+        a = self.action
+        return round(a.m * self.pool_size) if a.join else 0
 
     @property
     def data_cost(self) -> float:
@@ -105,68 +134,40 @@ class Principal(mesa.Agent):
         """What the principal has without the cooperative: its standalone model's value per round."""
         return self.model.config.population.valuation * self.standalone_accuracy * self.share
 
-    # ---------------------------------------------------------------- decisions
+    # ---------------------------------------------------------------- decisions (plug-in strategies)
     def decide(self) -> None:
-        """Choose this period's action (attackers always join with their whole pool and clean nothing)."""
+        """Choose this period's action with the principal's own strategy object."""
+        pop, i = self.population, self.index
         if self.behaviour in ATTACKERS:
             self.action_index = -1
             self.action = ATTACK
             self.counted = self.changed = False
         else:
-            peers = self.model.peer_sample(self) if self.strategy.uses_peers else ()
-            self.strategy.explored = False
-            self.action_index = self.strategy.choose(peers)
-            self.action = self.strategy.actions[self.action_index]
-            deliberate = self.strategy.adapts and not (self.strategy.explored or self.strategy.mixed)
-            self._note_choice(self.action_index if deliberate else None)
+            strategy: Strategy = self.strategy
+            peers = self.model.peer_sample(self) if strategy.uses_peers else ()
+            strategy.explored = False
+            self.action_index = strategy.choose(peers)
+            self.action = strategy.actions[self.action_index]
+            self.explored = strategy.explored
+            deliberate = strategy.adapts and not (strategy.explored or strategy.mixed)
+            pop.note_choice(np.array([i]), np.array([self.action_index]), np.array([deliberate]))
         self.period_payoff = 0.0
-
-    def _note_choice(self, choice: int | None) -> None:
-        """Settling: a deliberate ``choice`` counts once there is an earlier one to compare with
-        (``None``: an exploratory or mixed choice, which does not count)."""
-        self.counted = choice is not None and self._deliberate is not None
-        self.changed = self.counted and choice != self._deliberate
-        if choice is not None:
-            self._deliberate = choice
-
-    def options(self, menu: Sequence[Offer]) -> tuple[np.ndarray, float]:
-        """Expected utility of each offer (−inf where the pool is too small) and of staying out: the
-        offer's value (a sybil identity receives its share) minus the cost of its rows (free-riders
-        contribute noise and pay nothing)."""
-        rows = np.array([o.rows for o in menu], dtype=float)
-        value = np.array([o.value for o in menu], dtype=float)
-        cost = 0.0 if self.is_free_rider else self.unit_cost
-        u = self.share * value - cost * rows
-        return np.where(rows <= self.pool_size, u, -np.inf), self.outside_value
-
-    def select_offer(self, menu: Sequence[Offer]) -> None:
-        """Self-selection (P): take the offer with the highest expected utility, or stay out when
-        nothing fits or staying out is better (a free-rider takes any offer that fits)."""
-        self.action_index = -1
-        self.period_payoff = 0.0
-        u, out = self.options(menu) if len(menu) else (np.full(1, -np.inf), self.outside_value)
-        j = int(np.argmax(u))
-        if not np.isfinite(u[j]) or (u[j] <= out and not self.is_free_rider):
-            self.offer, self.action = -1, OUT
-        else:
-            self.offer = j
-            self.action = Action(True, menu[j].rows / self.pool_size, 0.0)
-        self._note_choice(self.offer)
-
-    def selection_regret(self, menu: Sequence[Offer]) -> float:
-        """Expected utility lost against the best option among ``menu`` and staying out (0 when the
-        choice maximised utility, P)."""
-        u, out = self.options(menu) if len(menu) else (np.full(1, -np.inf), self.outside_value)
-        fits = bool(np.isfinite(u).any())
-        # a free-rider always takes an offer that fits its pool; staying out is its option only when none does
-        best = float(np.max(u)) if self.is_free_rider and fits else max(float(np.max(u)), out)
-        if not self.joined:
-            return best - out
-        return best - (float(u[self.offer]) if self.offer >= 0 else -np.inf)
 
     def learn(self) -> None:
         """At the end of a decision period, learn from the payoff the period brought."""
         if self.action_index >= 0:
             self.strategy.observe(self.action_index, self.period_payoff)
-        self.last_payoff = self.period_payoff
-        self.last_action = self.action
+
+    # ---------------------------------------------------------------- self-selection (P)
+    def options(self, menu: Sequence[Offer]) -> tuple[np.ndarray, float]:
+        """Expected utility of each offer (−inf where the pool is too small) and of staying out."""
+        rows = np.array([o.rows for o in menu], dtype=float)
+        value = np.array([o.value for o in menu], dtype=float)
+        u, out = self.population.options(rows, value, self.model.config.population.valuation, np.array([self.index]))
+        return u[0], float(out[0])
+
+    def selection_regret(self, menu: Sequence[Offer]) -> float:
+        """Expected utility lost against the best option among ``menu`` and staying out (P)."""
+        rows = np.array([self.index])
+        return float(self.model.selection_regret(menu, rows)[0])
+

@@ -8,13 +8,22 @@ replaces training with a learning curve; both return a :class:`sim.outcome.Round
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from coopsim.errors import InputError
-from economics.valuation import fedavg_one_step_counterfactual, one_step_counterfactual
+from economics.valuation import fedavg_first_order, fedavg_one_step_counterfactual, one_step_first_order
 from learning.data import load_dataset, split, with_risk_task
-from learning.evaluation import accuracy, batched_accuracy, batched_loss, loss_value
+from learning.evaluation import (
+    accuracy,
+    batched_accuracy,
+    batched_loss,
+    counterfactual_losses,
+    loss_value,
+    validation_gradient,
+)
 from learning.exactness import check_traversable
 from learning.filters import ValueProfile, ValueReference
 from learning.models import build_model, default_loss, is_model_factory
@@ -26,6 +35,7 @@ from learning.substrates.common import dataset_tensors
 from learning.traversal import VirtualBatchPlan, gather
 from sim.config import CooperativeConfig
 from sim.outcome import RoundOutcome
+from sim.population import Population
 
 
 class RealBackend:
@@ -90,6 +100,21 @@ class RealBackend:
 
     def pool_size(self, index: int) -> int:
         return len(self._pools[index]["X"])
+
+    def setup_population(self, population: Population, n_owners: int, profiles: list) -> None:
+        """Partition the training split among the owners, give each identity its rows (a sybil's
+        pool split with ``np.array_split``), and train every owner's standalone model (its outside
+        option, shared by its identities)."""
+        pools = self.owner_pools(n_owners)
+        owner = population.owner
+        for owner_id in range(n_owners):
+            identities = np.flatnonzero(owner == owner_id)
+            for index, part in zip(identities.tolist(), np.array_split(pools[owner_id], len(identities)),
+                                   strict=True):
+                self.register(index, part, float(population.label_noise[index]), population.behaviour_name(index),
+                              profiles[index])
+                population.pool_size[index] = self.pool_size(index)
+            population.standalone_accuracy[identities] = self.standalone_accuracy(identities.tolist())
 
     def contribution(self, index: int, m: float, q: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows principal ``index``'s delegate brings for action (m, q), given its behaviour."""
@@ -159,16 +184,10 @@ class RealBackend:
                 profiles = [self._profiles.get(p.index) for p in members]
                 plan = VirtualBatchPlan(rows, tc.batch_size, seed=derive_seed(self.seed, 21, round_index))
 
+                deltas_t = torch.from_numpy(deltas)  # shares deltas' memory: accumulated in place
+
                 def credit_hook(rec) -> None:
-                    theta = rec.theta.double().numpy()
-                    pieces = rec.filtered.double().numpy()
-                    if not (np.all(np.isfinite(theta)) and np.all(np.isfinite(pieces))):
-                        self._diverged(round_index)
-                    try:
-                        credit[:] += one_step_counterfactual(theta, pieces, rec.lr, self._loss_at)
-                    except InputError:  # the counterfactual models overflowed: name the settings, not internals
-                        self._diverged(round_index)
-                    deltas[:] -= rec.lr * pieces
+                    self._credit_step(rec, credit, deltas_t, round_index)
                     excluded[:] |= rec.excluded
 
                 done, epoch = 0, 0
@@ -187,9 +206,14 @@ class RealBackend:
                 if not np.all(np.isfinite(rec.theta_after.double().numpy())):
                     self._diverged(round_index)
                 try:
-                    credit[keep] = fedavg_one_step_counterfactual(rec.theta.double().numpy(),
-                                                                  rec.updates.double().numpy(), rec.weights,
-                                                                  self._loss_at)
+                    if tc.credit == "first_order":  # the linear term of the V3 analogue (docs/model.md)
+                        grad = validation_gradient(self.model, self.loss_fn, rec.theta, self.X_val, self.y_val)
+                        credit[keep] = fedavg_first_order(rec.updates.double().cpu().numpy(), rec.weights,
+                                                          grad.double().cpu().numpy())
+                    else:
+                        credit[keep] = fedavg_one_step_counterfactual(rec.theta.double().numpy(),
+                                                                      rec.updates.double().numpy(), rec.weights,
+                                                                      self._loss_at)
                 except InputError:
                     self._diverged(round_index)
                 deltas[keep] = rec.updates.double().numpy()
@@ -198,6 +222,31 @@ class RealBackend:
             credit[excluded] = 0.0
         acc = accuracy(self.model, self.X_test, self.y_test)
         return RoundOutcome(acc, loss_value(self.model, self.loss_fn, self.X_val, self.y_val), credit, deltas, rows)
+
+    def _credit_step(self, rec, credit: np.ndarray, deltas: torch.Tensor, round_index: int) -> None:
+        """One TL step's credit added to ``credit`` and its displacements ``−η g̃_i`` to ``deltas``
+        (float64, in place). ``training.credit``: "exact" evaluates (V3) for every member with a non-zero
+        piece in one batched call built from the trainer's tensors (``counterfactual_losses``: no numpy
+        or float64 copy of the (N, D) pieces); "first_order" takes its linear term η·⟨g̃_i, ∇L_val(θ)⟩
+        (``economics.valuation.one_step_first_order``), one validation gradient per step."""
+        pieces = rec.filtered
+        if not _all_finite(rec.theta):
+            self._diverged(round_index)
+        if self.config.training.credit == "first_order":
+            grad = validation_gradient(self.model, self.loss_fn, rec.theta, self.X_val, self.y_val)
+            try:  # checks that the pieces and the gradient are finite
+                credit += one_step_first_order(pieces.cpu().numpy(), rec.lr, grad.cpu().numpy())
+            except InputError:  # non-finite pieces or gradient, or overflowing products: name the settings
+                self._diverged(round_index)
+        else:
+            base, rows, losses = counterfactual_losses(self.model, self.loss_fn, rec.theta, pieces, rec.lr,
+                                                       self.X_val, self.y_val)
+            values = losses.double().cpu().numpy()
+            # a non-finite piece (its loss is NaN) or counterfactual models that overflowed
+            if not (np.isfinite(base) and np.all(np.isfinite(values))):
+                self._diverged(round_index)
+            credit[rows.cpu().numpy()] += base - values
+        deltas.add_(pieces.cpu(), alpha=-rec.lr)
 
     def _diverged(self, round_index: int) -> None:
         """The shared model or a reported piece became non-finite (with the guard off): the error names
@@ -257,6 +306,12 @@ class RealBackend:
             return np.zeros(0)
         P = torch.from_numpy(np.asarray(params)).to(self.theta0.dtype)
         return batched_accuracy(self.model, P, self.X_test, self.y_test).numpy()
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry is finite, from one float64 sum (a NaN or ±inf entry makes it non-finite;
+    finite float32 entries cannot overflow it): cheaper than an elementwise test of (N, D) pieces."""
+    return math.isfinite(t.sum(dtype=torch.float64).item())
 
 
 class RealSharedModel:

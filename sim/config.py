@@ -31,6 +31,7 @@ MECHANISMS = tuple(BUILTINS)
 SUBSTRATES = ("tl", "fedavg")
 MODES = ("real", "surrogate")
 FREE_RIDE = ("noise", "copies", "nothing")
+CREDITS = ("exact", "first_order")
 
 
 class _Strict(BaseModel):
@@ -156,6 +157,11 @@ class TrainingConfig(_Strict):
     guard_ratio: float | None = Field(3.0, ge=0.0, description="the coordinator's safeguard (learning.guard): a "
                                       "member's reported piece/update is excluded when non-finite and its norm "
                                       "(per row, TL) bounded by this × the members' lower quartile; 0 turns it off")
+    credit: Literal[CREDITS] = Field("exact", description="real mode: each member's one-step counterfactual "
+                                     "credit (V3) 'exact' (the validation loss at θ − η·g̃_i for every member) or "
+                                     "'first_order' (its linear term η·⟨g̃_i, ∇L_val(θ)⟩: one validation "
+                                     "gradient per step, cheaper at many members; FedAvg: the same term of its "
+                                     "V3 analogue); see docs/model.md, credit options")
     standalone_epochs: PositiveInt = Field(20, description="epochs of each principal's standalone model")
     surrogate_scale: PositiveFloat = Field(50.0, description="surrogate: rows of data per unit of the curve's m")
     surrogate_dim: PositiveInt = Field(16, description="surrogate: dimension of synthetic update vectors")

@@ -2,9 +2,14 @@
 ε-greedy and regret matching over an action grid, and imitation of better-off peers.
 
 An action is ``(join, m, q)``: stay out (``join=False``), or join contributing the fraction ``m`` of
-one's data pool with the fraction ``q`` of noisy labels cleaned. Strategies are small stateful
-objects using the model's ``random.Random`` (seeded from the model's seed) — never global state —
-and pure Python so that 10,000 principals stay cheap.
+one's data pool with the fraction ``q`` of noisy labels cleaned.
+
+The classes here are the per-principal form: the interface a plug-in strategy implements, and the
+reference the simulation's vectorised built-ins (``sim.strategy_arrays``) are tested against. Each
+built-in draws exactly two uniforms from its generator per choice (``u0``: whether to explore or
+imitate, ``u1``: which candidate), and picks the ``⌊u1·k⌋``-th of ``k`` candidates in index order —
+the rule the vectorised form applies to a whole population at once, so that both make the same
+choices from the same numbers. Generators are seeded from the model's seed, never global state.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ def action_grid(m_grid: Sequence[float], q_grid: Sequence[float], *, clean: bool
     """Staying out plus joining with every (m, q) of the grids (``clean=False``: q fixed at 0)."""
     qs = list(q_grid) if clean else [0.0]
     return [OUT] + [Action(True, float(m), float(q)) for m in m_grid if m > 0 for q in dict.fromkeys(qs)]
+
+
+def pick(candidates: Sequence[int], u: float) -> int:
+    """The ``⌊u·k⌋``-th of ``k`` candidates (``u`` uniform in [0, 1)): a uniform choice."""
+    return candidates[min(int(u * len(candidates)), len(candidates) - 1)]
 
 
 class Strategy:
@@ -85,13 +95,15 @@ class _Estimates(Strategy):
         self.count[index] += 1
         self.mean[index] += (payoff - self.mean[index]) / self.count[index]
 
-    def _best(self) -> int:
+    def _best(self, u: float) -> int:
+        """The ``⌊u·k⌋``-th untried action (trying every action once is exploration), else of the
+        ``k`` actions with the highest estimate."""
         untried = [i for i, c in enumerate(self.count) if c == 0]
-        self.explored = bool(untried)  # trying every action once is exploration
+        self.explored = bool(untried)
         if untried:
-            return self.rng.choice(untried)
+            return pick(untried, u)
         top = max(self.mean)
-        return self.rng.choice([i for i, v in enumerate(self.mean) if v == top])
+        return pick([i for i, v in enumerate(self.mean) if v == top], u)
 
 
 class BestResponse(_Estimates):
@@ -110,11 +122,12 @@ class BestResponse(_Estimates):
         self.mean[index] = payoff
 
     def choose(self, peers: Sequence[tuple[float, Action]] = ()) -> int:
-        if self.refresh > 0 and self.rng.random() < self.refresh:
-            self.current = self.rng.randrange(len(self.actions))
+        u0, u1 = self.rng.random(), self.rng.random()
+        if u0 < self.refresh:
+            self.current = pick(range(len(self.actions)), u1)
             self.explored = True
         else:
-            self.current = self._best()
+            self.current = self._best(u1)
         return self.current
 
 
@@ -128,11 +141,12 @@ class EpsilonGreedy(_Estimates):
         self.epsilon = epsilon
 
     def choose(self, peers: Sequence[tuple[float, Action]] = ()) -> int:
-        if self.rng.random() < self.epsilon:
-            self.current = self.rng.randrange(len(self.actions))
+        u0, u1 = self.rng.random(), self.rng.random()
+        if u0 < self.epsilon:
+            self.current = pick(range(len(self.actions)), u1)
             self.explored = True
         else:
-            self.current = self._best()
+            self.current = self._best(u1)
         return self.current
 
 
@@ -155,21 +169,20 @@ class RegretMatching(_Estimates):
                 self.regret[a] += self.mean[a] - payoff
 
     def choose(self, peers: Sequence[tuple[float, Action]] = ()) -> int:
+        _, u1 = self.rng.random(), self.rng.random()
         untried = [i for i, c in enumerate(self.count) if c == 0]
         if untried:
-            self.current = self.rng.choice(untried)
+            self.current = pick(untried, u1)
             return self.current
-        positive = [max(r, 0.0) for r in self.regret]
-        total = sum(positive)
-        if total <= 0:
-            self.current = self.rng.randrange(len(self.actions))
-        else:
-            x, acc = self.rng.random() * total, 0.0
-            for i, w in enumerate(positive):
-                acc += w
-                if x < acc:
-                    self.current = i
-                    break
+        cumulative, acc = [], 0.0
+        for r in self.regret:
+            acc += max(r, 0.0)
+            cumulative.append(acc)
+        if acc <= 0:
+            self.current = pick(range(len(self.actions)), u1)
+        else:  # the first action whose cumulative positive regret exceeds u1 · total
+            x = u1 * acc
+            self.current = next(i for i, c in enumerate(cumulative) if x < c)
         return self.current
 
 
@@ -190,17 +203,23 @@ class Imitation(Strategy):
         self.last = payoff
 
     def choose(self, peers: Sequence[tuple[float, Action]] = ()) -> int:
-        if peers and self.rng.random() < self.rate:
-            payoff, action = peers[self.rng.randrange(len(peers))]
+        u0, u1 = self.rng.random(), self.rng.random()
+        if peers and u0 < self.rate:
+            payoff, action = peers[pick(range(len(peers)), u1)]
             if payoff > self.last:
                 self.current = self.nearest(action)
         return self.current
 
     def nearest(self, action: Action) -> int:
-        """Index of the own action closest to ``action`` (same join decision first, then |Δm| + |Δq|)."""
-        return min(range(len(self.actions)),
-                   key=lambda i: (self.actions[i].join != action.join,
-                                  abs(self.actions[i].m - action.m) + abs(self.actions[i].q - action.q)))
+        """Index of the own action closest to ``action`` (see :func:`nearest`)."""
+        return nearest(self.actions, action)
+
+
+def nearest(actions: Sequence[Action], action: Action) -> int:
+    """Index of the action of ``actions`` closest to ``action`` (same join decision first, then
+    |Δm| + |Δq|; the first of equals)."""
+    return min(range(len(actions)), key=lambda i: (actions[i].join != action.join,
+                                                   abs(actions[i].m - action.m) + abs(actions[i].q - action.q)))
 
 
 #: the built-in strategies by name

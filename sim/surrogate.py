@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from economics.contracts.accuracy import GeneralisationBound
-from learning.partition import partition
+from learning.partition import partition_sizes
 from learning.seeding import derive_seed
 from sim.config import CooperativeConfig
 from sim.outcome import RoundOutcome
+from sim.population import Population
 from sim.quality import quality_weight
 
 
@@ -34,10 +35,15 @@ class SurrogateBackend:
     """A learning curve instead of training: ``accuracy = a(scale · max(0, Σ_i rows_i · w_i))``.
 
     ``a`` is the generalisation bound of SPEC §5 (k = 1); ``scale`` converts rows into the curve's
-    data units; ``w`` is :func:`quality_weight`. Credit is leave-one-out on the curve, the surrogate
-    of (V3). Update vectors for
-    CGSV are ``rows·w·d + √rows·ξ`` in ``surrogate_dim`` dimensions (d a fixed unit direction).
+    data units; ``w`` is :func:`sim.quality.quality_weight`. Credit is leave-one-out on the curve,
+    the surrogate of (V3). Update vectors for CGSV are ``rows·w·d + √rows·ξ`` in ``surrogate_dim``
+    dimensions (d a fixed unit direction). Everything is computed for all members at once from the
+    population's columns: a million principals cost array operations, not a loop.
     """
+
+    #: rows of each owner's pool: a 10-class pool of 100 rows per owner, partitioned as configured
+    ROWS_PER_OWNER = 100
+    N_CLASSES = 10
 
     def __init__(self, config: CooperativeConfig, seed: int) -> None:
         self.config = config
@@ -48,56 +54,49 @@ class SurrogateBackend:
         d = rng.normal(size=config.training.surrogate_dim)
         self.direction = d / np.linalg.norm(d)
         self.rng = np.random.default_rng(derive_seed(seed, 32))
-        self._noise: dict[int, float] = {}
-        self._behaviour: dict[int, str] = {}
-        self._pool: dict[int, int] = {}
+        self.population: Population | None = None
         self.last_total_eff = 0.0
 
     def shared_model(self) -> SurrogateSharedModel:
         """The shared model as mechanisms see it (``sim.mechanisms.SharedModel``)."""
         return SurrogateSharedModel(self)
 
-    def owner_pools(self, n_owners: int) -> list[np.ndarray]:
-        y = np.arange(100 * n_owners) % 10
-        return partition(y, n_owners, self.config.training.partition, seed=derive_seed(self.seed, 16))
+    def setup_population(self, population: Population, n_owners: int, profiles: list) -> None:
+        """Pool sizes of every identity (a sybil's pool split as evenly as ``np.array_split`` does)
+        and every owner's standalone accuracy, shared by its identities."""
+        self.population = population
+        counts = np.full(self.N_CLASSES, self.ROWS_PER_OWNER * n_owners // self.N_CLASSES)
+        sizes = partition_sizes(counts, n_owners, self.config.training.partition, seed=derive_seed(self.seed, 16))
+        owner = population.owner
+        k = np.bincount(owner, minlength=n_owners)  # identities per owner
+        first = np.concatenate([[0], np.cumsum(k)[:-1]])
+        j = np.arange(len(owner)) - first[owner]  # the identity's place among its owner's
+        s, kk = sizes[owner], k[owner]
+        population.pool_size[:] = s // kk + (j < s % kk)
+        rows = np.bincount(owner, weights=population.pool_size * (1.0 - 2.0 * population.label_noise),
+                           minlength=n_owners)
+        population.standalone_accuracy[:] = self.curve(self.scale * np.maximum(0.0, rows))[owner]
 
-    def register(self, index: int, pool: np.ndarray, label_noise: float, behaviour: str, profile) -> None:
-        self._noise[index] = label_noise
-        self._behaviour[index] = behaviour
-        self._pool[index] = len(pool)
-
-    def pool_size(self, index: int) -> int:
-        return self._pool[index]
-
-    def weights(self, indices: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """Quality weight of each member's rows (:func:`quality_weight`)."""
-        fr = self.config.population.free_ride
-        return np.array([quality_weight(self._behaviour[i], self._noise[i], qi, fr)
-                         for i, qi in zip(indices.tolist(), q.tolist(), strict=True)])
-
-    def standalone_accuracy(self, indices: list[int]) -> float:
-        rows = sum(self._pool[i] * (1.0 - 2.0 * self._noise[i]) for i in indices)
-        return float(self.curve(self.scale * max(0.0, rows)))
-
-    def train_round(self, round_index: int, members: list, tamper_kinds: list[str | None]) -> RoundOutcome:
+    def train(self, round_index: int, members: np.ndarray, updates: bool = True) -> RoundOutcome:
+        """One round of the members (population rows): accuracy of the pooled effective data,
+        leave-one-out credit on the curve, and (``updates``) synthetic update vectors."""
+        pop = self.population
         n = len(members)
-        idx = np.fromiter((p.index for p in members), dtype=np.int64, count=n)
-        q = np.fromiter((p.action.q for p in members), dtype=np.float64, count=n)
-        rows = np.fromiter((p.rows for p in members), dtype=np.int64, count=n)
+        rows = pop.rows()[members]
         if n and self.config.population.free_ride == "nothing":
-            rows = rows * np.array([self._behaviour[i] != "free_rider" for i in idx])
-        w = self.weights(idx, q) if n else np.zeros(0)
+            rows = rows * ~pop.free_rider[members]
+        w = quality_weight(pop.behaviour[members], pop.label_noise[members], pop.q[members],
+                           self.config.population.free_ride)
         eff = rows * w
         total = float(eff.sum())
         self.last_total_eff = total
         acc = float(self.curve(self.scale * max(0.0, total)))
-        without = self.curve(self.scale * np.maximum(0.0, total - eff))
-        credit = acc - without
+        credit = acc - self.curve(self.scale * np.maximum(0.0, total - eff))
         deltas = None
-        if n:
+        if n and updates:
             noise = self.rng.normal(size=(n, len(self.direction))) * np.sqrt(np.maximum(rows, 1))[:, None]
             deltas = eff[:, None] * self.direction[None, :] + noise
-        return RoundOutcome(acc, float("nan"), credit, deltas, rows)
+        return RoundOutcome(acc, float("nan"), np.asarray(credit, dtype=float), deltas, rows)
 
     def model_accuracy(self, share: np.ndarray, total_eff: float) -> np.ndarray:
         """Surrogate accuracy of a model holding the share ``q`` of the pooled update (ours)."""

@@ -11,21 +11,35 @@ from economics.contracts.benchmark import (
 )
 from economics.contracts.menu import VIOLATION_TOL, ContractCheck, ContractMenu, expected_budgets
 from economics.contracts.outcomes import Outcomes, multinomial_outcomes, multinomial_pmf, n_outcomes
+from economics.contracts.pooled import (
+    METHODS,
+    ConvolvedDraws,
+    EnumeratedDraws,
+    FirstMoments,
+    TypeDraws,
+    sum_distribution,
+    type_draws,
+)
 from economics.contracts.realisation import Realisation, realise
 from economics.contracts.reservation import reservation_utilities, standalone_optimum
 from economics.contracts.solver import solve_first_moment, solve_full_constraints, validate_types
 
 __all__ = [
+    "METHODS",
     "VIOLATION_TOL",
     "AccuracyFunction",
     "Arctan",
     "CompleteInformation",
     "ContractCheck",
     "ContractMenu",
+    "ConvolvedDraws",
+    "EnumeratedDraws",
+    "FirstMoments",
     "GeneralisationBound",
     "Outcomes",
     "PowerLaw",
     "Realisation",
+    "TypeDraws",
     "complete_information",
     "complete_information_for",
     "expected_budgets",
@@ -40,5 +54,7 @@ __all__ = [
     "solve_first_moment",
     "solve_full_constraints",
     "standalone_optimum",
+    "sum_distribution",
+    "type_draws",
     "validate_types",
 ]

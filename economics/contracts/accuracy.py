@@ -91,6 +91,17 @@ class GeneralisationBound(AccuracyFunction):
         d2 = -1.5 * mm**-2.5 * h + mm**-1.5 * dh
         return np.where(live, d2, 0.0)
 
+    def all(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(a, a', a'')`` from one evaluation of the shared terms (the same formulas as above)."""
+        mm, log_term, s, live = self._parts(m)
+        ss = np.where(live, s, 1.0)
+        a = np.where(live, self.a_max - (s + 4.0) / np.sqrt(mm), 0.0)
+        d = np.where(live, (self.k * (1.0 + log_term) + 2.0 * ss) / (ss * mm**1.5), 0.0)
+        h = self.k * (1.0 + log_term) / ss + 2.0
+        dh = (self.k / (mm * ss)) * (1.0 - self.k * (1.0 + log_term) / ss**2)
+        d2 = np.where(live, -1.5 * mm**-2.5 * h + mm**-1.5 * dh, 0.0)
+        return a, d, d2
+
 
 @dataclass(frozen=True)
 class PowerLaw(AccuracyFunction):

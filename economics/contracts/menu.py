@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from economics.contracts.accuracy import AccuracyFunction
 from economics.contracts.outcomes import Outcomes
+from economics.contracts.pooled import EnumeratedDraws, FirstMoments, TypeDraws
 
 #: Violation above which a menu is flagged as failed (the authors' threshold).
 VIOLATION_TOL = 1e-5
 
 
-def expected_budgets(outcomes: Outcomes, accuracy: AccuracyFunction, m: np.ndarray,
+def expected_budgets(draws: TypeDraws | Outcomes, accuracy: AccuracyFunction, m: np.ndarray,
                      value_scale: float) -> np.ndarray:
-    """``t_bar_i(m) = E_{n | n_i >= 1}[v(a(n . m))]``: most a type-i member can be promised (P-budget)."""
-    acc = accuracy(outcomes.n @ m)
-    return value_scale * (outcomes.conditional.T @ acc)
+    """``t_bar_i(m) = E_{n | n_i >= 1}[v(a(n . m))]``: most a type-i member can be promised (P-budget).
+
+    ``draws`` is the solver's :class:`~economics.contracts.pooled.TypeDraws` (convolution or
+    enumeration) or enumerated :class:`Outcomes` (summed directly).
+    """
+    if isinstance(draws, Outcomes):
+        acc = accuracy(draws.n @ m)
+        return value_scale * (draws.conditional.T @ acc)
+    return value_scale * draws.first_moments(accuracy, np.asarray(m, dtype=np.float64)).budget
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +67,9 @@ class ContractMenu:
 
     ``utility = t - c m``; ``reservation_utility`` is ``f``; ``budget`` is ``t_bar(m)``;
     ``expected_accuracy = E_n[a(n . m)]`` of the pooled model; ``success`` is False when the solver
-    failed or a constraint is violated by more than ``VIOLATION_TOL``.
+    failed or a constraint is violated by more than ``VIOLATION_TOL``. ``draws`` computes the
+    expectations the way the solver did (convolution or enumeration); ``outcomes`` enumerates every
+    outcome on first use (refused beyond ``MAX_OUTCOMES``; the complete-information benchmark needs it).
     """
 
     costs: np.ndarray
@@ -71,7 +81,7 @@ class ContractMenu:
     reservation_m: np.ndarray
     value_scale: float
     accuracy: AccuracyFunction
-    outcomes: Outcomes = field(repr=False)
+    draws: TypeDraws = field(repr=False)
     success: bool = True
     message: str = ""
     solve_time: float = 0.0
@@ -83,15 +93,26 @@ class ContractMenu:
         """Per-type utility ``u_i = t_i - c_i m_i`` (money units)."""
         return self.t - self.costs * self.m
 
+    @cached_property
+    def _moments(self) -> FirstMoments:
+        return self.draws.first_moments(self.accuracy, self.m)
+
+    @cached_property
+    def outcomes(self) -> Outcomes:
+        """Every outcome ``n`` with its pmf (enumerated on first use; refused beyond ``MAX_OUTCOMES``)."""
+        if isinstance(self.draws, EnumeratedDraws):
+            return self.draws.outcomes
+        return Outcomes.enumerate(self.n_participants, self.probs)
+
     @property
     def budget(self) -> np.ndarray:
         """Per-type first-moment budget ``t_bar_i(m) = E_{n|n_i>=1}[v(a(n . m))]`` (P-budget)."""
-        return expected_budgets(self.outcomes, self.accuracy, self.m, self.value_scale)
+        return self.value_scale * self._moments.budget
 
     @property
     def expected_accuracy(self) -> float:
         """``E_n[a(n . m)]``: the coordinator's objective."""
-        return float(self.outcomes.pmf @ self.accuracy(self.outcomes.n @ self.m))
+        return self._moments.value
 
     @property
     def expected_model_accuracy(self) -> np.ndarray:

@@ -3,6 +3,10 @@
 The pmf is computed from log-factorials with exactly the given ``p`` (which must sum to 1; it is
 never renormalised and its last entry is never replaced, unlike ``scipy.stats.multinomial``, which
 silently substitutes ``1 - sum(p[:-1])`` for the last probability).
+
+Enumeration is the reference (the solvers' ``method="enumeration"``, and the complete-information
+benchmark, which solves a fixed point per outcome); the solvers' default computes the same
+expectations from the distribution of the pooled data (:mod:`economics.contracts.pooled`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ def multinomial_outcomes(n_participants: int, n_types: int) -> np.ndarray:
     i_types = positive_int("n_types", n_types)
     total = n_outcomes(n, i_types)
     check(total <= MAX_OUTCOMES, "n_participants", n,
-          f"at most {MAX_OUTCOMES} outcomes (this N and I give {total})")
+          f"at most {MAX_OUTCOMES} outcomes to enumerate (this N and I = {i_types} give {total}; memory); "
+          "only enumeration needs them (method='enumeration', the complete-information benchmark)")
     rows = np.zeros((1, 0), dtype=np.int64)
     remaining = np.array([n], dtype=np.int64)
     for _ in range(i_types - 1):

@@ -2,7 +2,10 @@
 
 Both maximise the expected accuracy of the pooled model ``E_n[a(n . m)]`` over the multinomial
 type counts, with exact gradients and Hessians and ``scipy.optimize.minimize(method="trust-constr")``
-started from the pooling contract.
+started from the pooling contract. The expectations (objective, P-budgets and their derivatives)
+come from the distribution of the pooled data computed by convolution
+(:mod:`economics.contracts.pooled`, ours: any N, within ~1e-12 of enumeration where that is
+feasible), or, with ``method="enumeration"``, from every outcome (the reference).
 
 * :func:`solve_first_moment` imposes what the authors' solver imposes: binding local downward IC
   ``t_{i+1} - c_{i+1} m_{i+1} = t_i - c_{i+1} m_i``, monotone ``m_1 <= ... <= m_I``, IR for every
@@ -35,10 +38,10 @@ import numpy as np
 from scipy.optimize import LinearConstraint, NonlinearConstraint, brentq, minimize, nnls
 
 from coopsim.errors import check
-from economics._checks import as_vector, finite_scalar, positive_int
+from economics._checks import as_vector, finite_scalar, positive_int, probabilities
 from economics.contracts.accuracy import AccuracyFunction, GeneralisationBound
 from economics.contracts.menu import VIOLATION_TOL, ContractMenu
-from economics.contracts.outcomes import Outcomes
+from economics.contracts.pooled import FirstMoments, TypeDraws, type_draws
 from economics.contracts.reservation import reservation_utilities
 
 
@@ -49,53 +52,50 @@ def validate_types(costs: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np
     check(bool(np.all(np.diff(c) < 0)), "costs", c.tolist(), "strictly decreasing costs c_1 > c_2 > ... > c_I")
     p = as_vector("probs", probs)
     check(p.shape == c.shape, "probs", f"length {p.shape[0]}", f"one probability per cost ({c.shape[0]})")
-    Outcomes.enumerate(1, p)  # checks > 0 and sum to 1
+    probabilities("probs", p, strictly_positive=True)
     return c, p
 
 
 class _Model:
-    """Expected accuracy and budgets as functions of the scaled contributions ``X`` (memoised)."""
+    """Expected accuracy and budgets as functions of the scaled contributions ``X`` (memoised).
 
-    def __init__(self, outcomes: Outcomes, accuracy: AccuracyFunction, costs: np.ndarray, value_scale: float) -> None:
-        self.n = outcomes.n.astype(np.float64)
-        self.pmf = outcomes.pmf
-        self.cond = outcomes.conditional
+    Every quantity comes from one :meth:`TypeDraws.first_moments` call per point (``order=2``):
+    by convolution of the pooled-data distribution, or by enumerating outcomes (the reference).
+    """
+
+    def __init__(self, draws: TypeDraws, accuracy: AccuracyFunction, costs: np.ndarray, value_scale: float) -> None:
+        self.draws = draws
         self.accuracy = accuracy
         self.scale = value_scale / costs  # m = scale * X
+        self._outer = np.outer(self.scale, self.scale)
         self._key: bytes | None = None
-        self._vals: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._vals: FirstMoments | None = None
 
-    def _eval(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _eval(self, x: np.ndarray) -> FirstMoments:
         key = x.tobytes()
         if key != self._key or self._vals is None:
-            self._vals = self.accuracy.all(self.n @ (self.scale * x))
+            self._vals = self.draws.first_moments(self.accuracy, self.scale * x, order=2)
             self._key = key
         return self._vals
 
-    def _quad(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        _, _, a2 = self._eval(x)
-        h = (self.n * (w * a2)[:, None]).T @ self.n
-        return h * np.outer(self.scale, self.scale)
-
     def objective(self, x: np.ndarray) -> float:
-        return -float(self.pmf @ self._eval(x)[0])
+        return -self._eval(x).value
 
     def objective_grad(self, x: np.ndarray) -> np.ndarray:
-        return -self.scale * (self.n.T @ (self.pmf * self._eval(x)[1]))
+        return -self.scale * self._eval(x).grad
 
     def objective_hess(self, x: np.ndarray) -> np.ndarray:
-        return -self._quad(x, self.pmf)
+        return -self._eval(x).hess * self._outer
 
     def budgets(self, x: np.ndarray) -> np.ndarray:
         """``t_bar(m) / V`` per type."""
-        return self.cond.T @ self._eval(x)[0]
+        return self._eval(x).budget
 
     def budgets_jac(self, x: np.ndarray) -> np.ndarray:
-        a1 = self._eval(x)[1]
-        return (self.cond * a1[:, None]).T @ self.n * self.scale[None, :]
+        return self._eval(x).budget_jac * self.scale[None, :]
 
     def budgets_hess(self, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        return self._quad(x, self.cond @ lam)
+        return self._eval(x).budget_hess(lam) * self._outer
 
 
 def _pooling_level(accuracy: AccuracyFunction, c1: float, f1: float, n_participants: int,
@@ -126,21 +126,21 @@ def _pooling_start(acc: AccuracyFunction, c: np.ndarray, f: np.ndarray, m_res: n
     return m0 if m_max is None else min(m0, m_max)
 
 
-_Setup = tuple[np.ndarray, np.ndarray, int, float, AccuracyFunction, Outcomes, np.ndarray, np.ndarray]
+_Setup = tuple[np.ndarray, np.ndarray, int, float, AccuracyFunction, TypeDraws, np.ndarray, np.ndarray]
 
 
 def _setup(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float, value_scale: float,
-           accuracy: AccuracyFunction | None, m_max: float | None = None) -> _Setup:
+           accuracy: AccuracyFunction | None, m_max: float | None = None, method: str = "convolution") -> _Setup:
     c, p = validate_types(costs, probs)
     n_part = positive_int("n_participants", n_participants)
     v = finite_scalar("value_scale", value_scale, low=0.0, low_open=True)
     acc = GeneralisationBound(k=finite_scalar("k", k, low=0.0, low_open=True)) if accuracy is None else accuracy
     check(isinstance(acc, AccuracyFunction), "accuracy", acc, "an AccuracyFunction")
-    outcomes = Outcomes.enumerate(n_part, p)
+    draws = type_draws(n_part, p, method)
     if m_max is not None:
         finite_scalar("m_max", m_max, low=0.0, low_open=True)
     f, m_res = reservation_utilities(c, acc, v, m_max)
-    return c, p, n_part, v, acc, outcomes, f, m_res
+    return c, p, n_part, v, acc, draws, f, m_res
 
 
 def _capacity_rows(c: np.ndarray, v: float, m_max: float | None, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -317,25 +317,25 @@ def _solve(model: _Model, cons: _Inequalities, x0: np.ndarray, maxiter: int
 def _solve_menu(variant: str, setup: _Setup, model: _Model, cons: _Inequalities, t_of_z: np.ndarray,
                 x0: np.ndarray, maxiter: int, t0: float, note: str = "") -> ContractMenu:
     """Solve from ``x0`` and check the menu; ``z[:I]`` are the scaled data costs, ``t / V = t_of_z z``."""
-    c, p, n_part, v, acc, outcomes, f, m_res = setup
+    c, p, n_part, v, acc, draws, f, m_res = setup
     z, converged, message, nit = _solve(model, cons, x0, maxiter)
-    return _finish(variant, c, p, n_part, v, acc, outcomes, f, m_res, model.scale * z[:c.shape[0]], v * (t_of_z @ z),
+    return _finish(variant, c, p, n_part, v, acc, draws, f, m_res, model.scale * z[:c.shape[0]], v * (t_of_z @ z),
                    converged, note + message, nit, t0)
 
 
 def _finish(variant: str, c: np.ndarray, p: np.ndarray, n_part: int, v: float, acc: AccuracyFunction,
-            outcomes: Outcomes, f: np.ndarray, m_res: np.ndarray, m: np.ndarray, t: np.ndarray,
+            draws: TypeDraws, f: np.ndarray, m_res: np.ndarray, m: np.ndarray, t: np.ndarray,
             converged: bool, message: str, nit: int, t0: float) -> ContractMenu:
-    menu = ContractMenu(c, p, n_part, m, t, f, m_res, v, acc, outcomes, True, message, 0.0, variant, nit)
+    menu = ContractMenu(c, p, n_part, m, t, f, m_res, v, acc, draws, True, message, 0.0, variant, nit)
     report = menu.check(VIOLATION_TOL)
     ok = converged and report.ok
     msg = message if report.ok else f"{message} Constraint violation {report.max_violation:.3g} > {VIOLATION_TOL}."
-    return ContractMenu(c, p, n_part, m, t, f, m_res, v, acc, outcomes, ok, msg,
+    return ContractMenu(c, p, n_part, m, t, f, m_res, v, acc, draws, ok, msg,
                         time.perf_counter() - t0, variant, nit)
 
 
 def _standalone_menu(variant: str, c: np.ndarray, p: np.ndarray, n_part: int, v: float, acc: AccuracyFunction,
-                     outcomes: Outcomes, f: np.ndarray, m_res: np.ndarray, t0: float) -> ContractMenu:
+                     draws: TypeDraws, f: np.ndarray, m_res: np.ndarray, t0: float) -> ContractMenu:
     """N = 1: the only feasible menu is every type's standalone optimum ``(m_res_i, v a(m_res_i))``.
 
     Alone, a type's model is trained on its own data: the budget ``t_i <= v a(m_i)`` and IR
@@ -343,13 +343,13 @@ def _standalone_menu(variant: str, c: np.ndarray, p: np.ndarray, n_part: int, v:
     (the feasible set is one point, which interior-point methods cannot enter). The first-moment
     variant's binding local IC does not hold there, so both variants return this menu.
     """
-    return _finish(variant, c, p, n_part, v, acc, outcomes, f, m_res, m_res.copy(), v * acc(m_res), True,
+    return _finish(variant, c, p, n_part, v, acc, draws, f, m_res, m_res.copy(), v * acc(m_res), True,
                    "One participant: the standalone menu is the only feasible menu.", 0, t0)
 
 
 def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float = 1.0,
                        value_scale: float = 100.0, accuracy: AccuracyFunction | None = None, *,
-                       maxiter: int = 3000, m_max: float | None = None) -> ContractMenu:
+                       maxiter: int = 3000, m_max: float | None = None, method: str = "convolution") -> ContractMenu:
     """Optimal menu of the first-moment problem (P, SPEC §5) as solved by the authors.
 
     Maximise ``E_n[a(n . m)]`` s.t. binding local IC, monotone m, IR (all types), first-moment
@@ -358,15 +358,17 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
     pooling contract; when that fails, restarts once from the full-constraint solution. The result
     is flagged (``success=False``) when trust-constr fails or ``check()`` finds a violation above
     1e-5. ``m_max`` (ours) caps every type's contribution (and its standalone option) at the data a
-    participant holds.
+    participant holds. ``method`` (ours): how the expectations over the type draws are computed,
+    ``"convolution"`` (default; the pooled-data distribution, :mod:`economics.contracts.pooled`,
+    any N) or ``"enumeration"`` (every outcome, the reference; at most ``MAX_OUTCOMES`` outcomes).
     """
     t0 = time.perf_counter()
-    setup = _setup(costs, probs, n_participants, k, value_scale, accuracy, m_max)
-    c, p, n_part, v, acc, outcomes, f, m_res = setup
+    setup = _setup(costs, probs, n_participants, k, value_scale, accuracy, m_max, method)
+    c, p, n_part, v, acc, draws, f, m_res = setup
     n_t = c.shape[0]
     if n_part == 1:
-        return _standalone_menu("first_moment", c, p, n_part, v, acc, outcomes, f, m_res, t0)
-    model = _Model(outcomes, acc, c, v)
+        return _standalone_menu("first_moment", c, p, n_part, v, acc, draws, f, m_res, t0)
+    model = _Model(draws, acc, c, v)
     # z = (X, Y): X_i = c_i m_i / V, Y = u_1 / V; t / V = Y + A_hat X (binding local IC), where
     # A_hat[i, j] = (c_j - c_{j+1}) / c_j for j < i and A_hat[i, i] = 1.
     a_hat = np.eye(n_t)
@@ -395,7 +397,7 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
         # the interior point can drift out of the feasible set from the pooling start (steep accuracy
         # at small m, large scales): restart from the full-constraint problem's solution, which is
         # feasible here whenever it succeeded (its menu satisfies every first-moment constraint)
-        full = solve_full_constraints(c, p, n_part, k, v, accuracy, maxiter=maxiter, m_max=m_max)
+        full = solve_full_constraints(c, p, n_part, k, v, accuracy, maxiter=maxiter, m_max=m_max, method=method)
         if full.success:
             x0 = np.concatenate([c * full.m / v, [(full.t[0] - c[0] * full.m[0]) / v]])
             again = _solve_menu("first_moment", setup, model, cons, t_of_z, x0, maxiter, t0,
@@ -407,21 +409,22 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
 
 def solve_full_constraints(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float = 1.0,
                            value_scale: float = 100.0, accuracy: AccuracyFunction | None = None, *,
-                           maxiter: int = 5000, m_max: float | None = None) -> ContractMenu:
+                           maxiter: int = 5000, m_max: float | None = None,
+                           method: str = "convolution") -> ContractMenu:
     """First-moment problem with every constraint and no simplification (P, SPEC §5 "full-constraint").
 
     Variables ``(m, t)``; IR for all types, IC for all ordered pairs ``i != j``, P-budget per type,
     ``m, t >= 0``; no monotonicity or binding IC imposed. Starts from the pooling contract; when that
     fails, restarts once from the standalone menu. Should match :func:`solve_first_moment` to about 3
-    significant digits.
+    significant digits. ``method`` as in :func:`solve_first_moment`.
     """
     t0 = time.perf_counter()
-    setup = _setup(costs, probs, n_participants, k, value_scale, accuracy, m_max)
-    c, p, n_part, v, acc, outcomes, f, m_res = setup
+    setup = _setup(costs, probs, n_participants, k, value_scale, accuracy, m_max, method)
+    c, p, n_part, v, acc, draws, f, m_res = setup
     n_t = c.shape[0]
     if n_part == 1:
-        return _standalone_menu("full", c, p, n_part, v, acc, outcomes, f, m_res, t0)
-    model = _Model(outcomes, acc, c, v)
+        return _standalone_menu("full", c, p, n_part, v, acc, draws, f, m_res, t0)
+    model = _Model(draws, acc, c, v)
     eye = np.eye(n_t)
     t_of_z = np.hstack([np.zeros((n_t, n_t)), eye])  # z = (X, T), T = t / V
     rows = [np.hstack([-eye, eye])]  # IR: T_i - X_i >= f_i / V

@@ -616,7 +616,7 @@ def _equal_split_run(cfg: EquilibriumConfig, n: int, seed: int) -> tuple[dict[st
         ps = model.principals
         joined = np.array([p.joined for p in ps])
         rows = np.array([p.rows for p in ps], dtype=float)
-        deliberate = np.array([p.joined and not p.strategy.explored for p in ps])
+        deliberate = np.array([p.joined and not p.explored for p in ps])
         series["rows"].append(float(rows[joined].mean()) if joined.any() else float("nan"))
         series["rows_deliberate"].append(float(rows[deliberate].mean()) if deliberate.any() else float("nan"))
         series["participation"].append(float(joined.mean()))

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from coopsim.errors import InputError
 from coopsim.plugins import GROUPS, discovered, resolve
 from sim.mechanisms.base import (
+    ByMember,
     Cooperative,
     Mechanism,
     MechanismSettings,
@@ -23,6 +24,7 @@ from sim.mechanisms.base import (
     Payout,
     RoundView,
     SharedModel,
+    as_arrays,
     payout_of,
 )
 from sim.mechanisms.cgsv import CGSV, CGSVSettings
@@ -107,6 +109,7 @@ def catalogue() -> dict[str, type[Mechanism]]:
 __all__ = [
     "BUILTINS",
     "CGSV",
+    "ByMember",
     "CGSVSettings",
     "ContractSettings",
     "Contracts",
@@ -123,6 +126,7 @@ __all__ = [
     "RevenueSharesSettings",
     "RoundView",
     "SharedModel",
+    "as_arrays",
     "build",
     "catalogue",
     "mechanism_class",

@@ -12,7 +12,9 @@ sees the simulation's internals, only what a real coordinator would see:
   revenue, and (when ``needs_updates``) the members' update vectors.
 
 It returns a :class:`Payout`: money per principal id and, optionally, the accuracy of each member's
-reward model ("paid with models"). A mechanism that lets principals self-select (contracts, P)
+reward model ("paid with models"). Either may be a plain mapping or, for large cooperatives, a
+:class:`ByMember` — ids and amounts as two aligned arrays, which the simulation reads without a
+per-member loop. A mechanism that lets principals self-select (contracts, P)
 posts a :meth:`Mechanism.menu` of :class:`Offer` items instead of leaving the choice to the
 principals' learning strategies; each principal then takes the offer that maximises its own utility,
 or stays out.
@@ -37,8 +39,9 @@ Example (a complete plug-in)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -101,6 +104,17 @@ class Cooperative:
     rng: np.random.Generator
     model: SharedModel | None = None
 
+    @cached_property
+    def _sorted_ids(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(self.principals, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        return ids[order], order
+
+    def positions(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Positions in ``principals`` of the given principal ids (for per-principal state arrays)."""
+        ordered, order = self._sorted_ids
+        return order[np.searchsorted(ordered, np.asarray(ids, dtype=np.int64))]
+
 
 @dataclass(frozen=True)
 class RoundView:
@@ -123,6 +137,13 @@ class RoundView:
     offers: tuple[int, ...] = ()
     model: SharedModel | None = None
 
+    @cached_property
+    def member_ids(self) -> np.ndarray:
+        """``members`` as a read-only int64 array."""
+        ids = np.asarray(self.members, dtype=np.int64)
+        ids.setflags(write=False)
+        return ids
+
     @classmethod
     def frozen(cls, **values: Any) -> RoundView:
         """A view whose arrays are read-only copies (what the cooperative hands a mechanism)."""
@@ -131,9 +152,50 @@ class RoundView:
                 arr = np.array(values[name], copy=True)
                 arr.setflags(write=False)
                 values[name] = arr
-        values["members"] = tuple(int(i) for i in values["members"])
-        values["offers"] = tuple(int(i) for i in values.get("offers", ()))
+        for name in ("members", "offers"):
+            ids = values.get(name, ())
+            values[name] = tuple(ids.tolist() if isinstance(ids, np.ndarray) else (int(i) for i in ids))
         return cls(**values)
+
+
+class ByMember(Mapping[int, float]):
+    """Amounts by principal id held as two aligned arrays (``ids``: distinct ints, ``values``:
+    floats): a read-only mapping that a mechanism returns in a :class:`Payout` when it computes for
+    all members at once (e.g. ``ByMember(view.members, shares * revenue)``)."""
+
+    __slots__ = ("_lookup", "ids", "values")
+
+    def __init__(self, ids: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        self.values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if len(self.ids) != len(self.values):
+            raise ValueError(f"ByMember: {len(self.ids)} ids but {len(self.values)} values")
+        self._lookup: dict[int, float] | None = None
+
+    def _dict(self) -> dict[int, float]:
+        if self._lookup is None:
+            self._lookup = dict(zip(self.ids.tolist(), self.values.tolist(), strict=True))
+        return self._lookup
+
+    def __getitem__(self, key: int) -> float:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"ByMember({len(self)} members)"
+
+
+def as_arrays(amounts: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, values)`` arrays of a payout's mapping (no copy for a :class:`ByMember`)."""
+    if isinstance(amounts, ByMember):
+        return amounts.ids, amounts.values
+    ids = np.fromiter(amounts.keys(), dtype=np.int64, count=len(amounts))
+    return ids, np.fromiter((float(v) for v in amounts.values()), dtype=np.float64, count=len(amounts))
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field, PositiveFloat
 
 from economics.model_rewards import cgsv_round, topk_mask
-from sim.mechanisms.base import Cooperative, Mechanism, MechanismSettings, Payout, RoundView
+from sim.mechanisms.base import ByMember, Cooperative, Mechanism, MechanismSettings, Payout, RoundView
 
 
 class CGSVSettings(MechanismSettings):
@@ -42,11 +42,20 @@ class CGSV(Mechanism):
 
     def __init__(self, settings: MechanismSettings, cooperative: Cooperative) -> None:
         super().__init__(settings, cooperative)
-        self.reputation: dict[int, float] = {}
+        n = len(cooperative.principals)
+        #: reputation by principal position, and whether it has one yet (C4)
+        self._reputation = np.zeros(n)
+        self._known = np.zeros(n, dtype=bool)
         self.params: dict[int, np.ndarray] = {}
         model = cooperative.model
         self._theta_before = model.current() if model.has_parameters else None
-        self.last_shares: dict[int, float] = {}
+        self.last_shares: ByMember | dict[int, float] = {}
+
+    @property
+    def reputation(self) -> dict[int, float]:
+        """Reputation of every principal that has one (C4), by id."""
+        ids = np.asarray(self.cooperative.principals, dtype=np.int64)[self._known]
+        return dict(zip(ids.tolist(), self._reputation[self._known].tolist(), strict=True))
 
     def pay(self, view: RoundView) -> Payout:
         model = view.model
@@ -55,33 +64,33 @@ class CGSV(Mechanism):
             self._theta_before = model.current() if real else None
             self.last_shares = {}
             return Payout()
-        ids = list(view.members)
+        ids = view.member_ids
+        at = self.cooperative.positions(ids)
         n = len(ids)
         rows = np.maximum(view.rows.astype(float), 0.0)
-        known = [i for i in ids if i in self.reputation]
-        reputation = np.array([self.reputation.get(i, 0.0) for i in ids])
-        if known:
-            default = float(np.mean([self.reputation[i] for i in known]))
-            weights = np.array([self.reputation.get(i, default) for i in ids])
+        known = self._known[at]
+        reputation = np.where(known, self._reputation[at], 0.0)
+        if known.any():
+            weights = np.where(known, reputation, reputation[known].mean())
         else:
             weights = rows / rows.sum() if rows.sum() > 0 else np.full(n, 1.0 / n)
         weights = weights / weights.sum()
         s = self.settings
         rnd = cgsv_round(view.updates, weights, reputation, gamma=s.gamma, alpha=s.reputation_alpha, beta=s.beta)
-        for i, r in zip(ids, rnd.reputation, strict=True):
-            self.reputation[i] = float(r)
-        self.last_shares = dict(zip(ids, rnd.shares.tolist(), strict=True))
+        self._reputation[at] = rnd.reputation
+        self._known[at] = True
+        self.last_shares = ByMember(ids, rnd.shares)
         if real:  # download the top-q part of the shared model's change (ours) or of u_N (the paper's, C1)
             theta = model.current()
             step = theta - self._theta_before if s.download == "change" else rnd.u_n
             change = model.tensors(step)
             self._theta_before = theta
             out = []
-            for i, q in zip(ids, rnd.shares, strict=True):
+            for i, q in zip(ids.tolist(), rnd.shares, strict=True):
                 base = self.params.get(i, model.initial())
                 self.params[i] = base + np.concatenate([m.ravel() for m in topk_mask(change, float(q))])
                 out.append(self.params[i])
             acc = model.evaluate(np.stack(out))
         else:  # the surrogate: a model holding the share q_i of the round's pooled update
             acc = model.share_accuracy(rnd.shares)
-        return Payout({}, dict(zip(ids, np.asarray(acc, dtype=float).tolist(), strict=True)))
+        return Payout({}, ByMember(ids, np.asarray(acc, dtype=float)))

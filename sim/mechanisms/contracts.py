@@ -11,7 +11,7 @@ from pydantic import Field, PositiveInt
 
 from coopsim.errors import InputError, check
 from economics.contracts import solve_first_moment
-from sim.mechanisms.base import Cooperative, Mechanism, MechanismSettings, Offer, Payout, RoundView
+from sim.mechanisms.base import ByMember, Cooperative, Mechanism, MechanismSettings, Offer, Payout, RoundView
 
 
 class ContractSettings(MechanismSettings):
@@ -68,6 +68,6 @@ class Contracts(Mechanism):
         return self.offers
 
     def pay(self, view: RoundView) -> Payout:
-        rewards = {i: view.accuracy * float(self.ratio[j])  # proportional copy: never above the shared model
-                   for i, j in zip(view.members, view.offers, strict=True) if j >= 0}
-        return Payout({}, rewards)
+        offers = np.asarray(view.offers, dtype=np.int64)
+        took = offers >= 0  # a proportional copy of the trained model: never above the shared model
+        return Payout({}, ByMember(view.member_ids[took], view.accuracy * self.ratio[offers[took]]))

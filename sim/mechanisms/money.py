@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, PositiveInt
 
 from coopsim.errors import InputError
 from economics.settlement import Ledger
-from sim.mechanisms.base import Cooperative, Mechanism, MechanismSettings, Payout, RoundView
+from sim.mechanisms.base import ByMember, Cooperative, Mechanism, MechanismSettings, Payout, RoundView
 
 
 class _HorizonSettings(MechanismSettings):
@@ -49,24 +50,37 @@ class _Settled(Mechanism):
         super().__init__(settings, cooperative)
         self.ledger = Ledger()
         self.revenue = 0.0
-        self.claimed: dict[int, float] = {}
+        #: (ids, claimed rows) of every round of the open horizon
+        self.claims: list[tuple[np.ndarray, np.ndarray]] = []
 
     def pay(self, view: RoundView) -> Payout:
         if view.members:
-            self.ledger.record(view.round, list(view.members), view.credit)
-            for i, rows in zip(view.members, view.rows.tolist(), strict=True):
-                self.claimed[i] = self.claimed.get(i, 0.0) + rows
+            self.ledger.record(view.round, view.member_ids, view.credit)
+            self.claims.append((view.member_ids, view.rows))
         self.revenue += view.revenue
         settled = (view.round + 1) % self.settings.horizon == 0
-        payments: dict[int, float] = {}
+        payments: ByMember | dict = {}
         if settled and self.ledger.unsettled_steps:
             payments = self.divide()
             self.revenue = 0.0
-            self.claimed = {}
-        shared = {i: view.accuracy for i in view.members} if self.settings.members_use_model else {}
+            self.claims = []
+        shared = (ByMember(view.member_ids, np.full(len(view.members), view.accuracy))
+                  if self.settings.members_use_model else {})
         return Payout(payments, shared, settled)
 
-    def divide(self) -> dict[int, float]:
+    def horizon(self) -> np.ndarray:
+        """Ids of the open horizon's members, in order of first appearance."""
+        return np.asarray(self.ledger.members(self.ledger.unsettled_steps), dtype=np.int64)
+
+    def claimed(self, members: np.ndarray) -> np.ndarray:
+        """Rows each of ``members`` claimed over the open horizon."""
+        ids = np.concatenate([c[0] for c in self.claims])
+        rows = np.concatenate([c[1] for c in self.claims]).astype(float)
+        order = np.argsort(members, kind="stable")
+        at = order[np.searchsorted(members[order], ids)]
+        return np.bincount(at, weights=rows, minlength=len(members))
+
+    def divide(self) -> ByMember:
         """Divide the accrued ``self.revenue`` among the horizon's members (closing the horizon)."""
         raise NotImplementedError
 
@@ -78,9 +92,9 @@ class RevenueShares(_Settled):
     summary = "α-power shares of cumulative one-step credit, paid from revenue every H rounds (V4–V6)"
     settings: RevenueSharesSettings
 
-    def divide(self) -> dict[int, float]:
+    def divide(self) -> ByMember:
         s = self.ledger.settle(self.revenue, self.settings.alpha)
-        return dict(zip(s.members, s.payments.tolist(), strict=True))
+        return ByMember(s.members, s.payments)
 
 
 class EqualSplit(_Settled):
@@ -89,10 +103,10 @@ class EqualSplit(_Settled):
     Settings = EqualSplitSettings
     summary = "baseline: revenue split equally among the horizon's members"
 
-    def divide(self) -> dict[int, float]:
-        horizon = self.ledger.members(self.ledger.unsettled_steps)
+    def divide(self) -> ByMember:
+        horizon = self.horizon()
         self.ledger.settle(0.0)  # close the horizon in the ledger (credits stay on record)
-        return {m: self.revenue / len(horizon) for m in horizon}
+        return ByMember(horizon, np.full(len(horizon), self.revenue / len(horizon)))
 
 
 class DataSize(_Settled):
@@ -101,9 +115,10 @@ class DataSize(_Settled):
     Settings = DataSizeSettings
     summary = "baseline: revenue shares proportional to claimed rows"
 
-    def divide(self) -> dict[int, float]:
-        horizon = self.ledger.members(self.ledger.unsettled_steps)
+    def divide(self) -> ByMember:
+        horizon = self.horizon()
+        claimed = self.claimed(horizon)
         self.ledger.settle(0.0)
-        total = sum(self.claimed.get(m, 0.0) for m in horizon)
-        return {m: (self.revenue * self.claimed.get(m, 0.0) / total if total > 0 else self.revenue / len(horizon))
-                for m in horizon}
+        total = claimed.sum()
+        paid = self.revenue * claimed / total if total > 0 else np.full(len(horizon), self.revenue / len(horizon))
+        return ByMember(horizon, paid)

@@ -10,11 +10,13 @@ import pytest
 from coopsim.errors import InputError
 from economics.shapley import CoalitionCache, n_permutations_for
 from economics.valuation import (
+    fedavg_first_order,
     fedavg_one_step_counterfactual,
     fedavg_reconstruction_shapley,
     leave_one_out,
     multi_round_reconstruction,
     one_step_counterfactual,
+    one_step_first_order,
     shapley_exact,
     shapley_permutation,
     update_coalition_game,
@@ -280,3 +282,100 @@ def test_multi_round_reconstruction_sums_rounds() -> None:
     one = fedavg_reconstruction_shapley(*rnd, loss_at)
     total = multi_round_reconstruction([rnd, rnd], loss_at, round_weights=np.array([1.0, 0.5]))
     np.testing.assert_allclose(total, 1.5 * one)
+
+
+# ------------------------------------------------------------ first-order credit (V3's linear term)
+
+
+def _spd_quadratic(rng: np.random.Generator, d: int):
+    """L(θ) = ½ (θ − t)ᵀ A (θ − t) with A symmetric positive definite: its oracle, gradient and A."""
+    M = rng.normal(size=(d, d))
+    A = M @ M.T + d * np.eye(d)
+    target = rng.normal(size=d)
+
+    def loss_at(params: np.ndarray) -> np.ndarray:
+        r = params - target[None, :]
+        return 0.5 * np.einsum("kd,de,ke->k", r, A, r)
+
+    return loss_at, (lambda theta: A @ (theta - target)), A
+
+
+def test_first_order_misses_exactly_the_second_order_term_on_a_quadratic() -> None:
+    # on a quadratic, V3 = η⟨g̃, ∇L⟩ − (η²/2) g̃ᵀAg̃ with no higher terms: the remainder is closed-form
+    rng = np.random.default_rng(7)
+    loss_at, grad_at, A = _spd_quadratic(rng, 6)
+    theta = rng.normal(size=6)
+    updates = rng.normal(size=(5, 6))
+    updates[3] = 0.0
+    for lr in (0.5, 0.1, 0.01):
+        exact = one_step_counterfactual(theta, updates, lr, loss_at)
+        first = one_step_first_order(updates, lr, grad_at(theta))
+        second = -0.5 * lr**2 * np.einsum("nd,de,ne->n", updates, A, updates)
+        np.testing.assert_allclose(exact - first, second, rtol=1e-9, atol=1e-12)
+        assert first[3] == 0.0 == exact[3]
+
+
+def test_first_order_ratio_tends_to_one_as_the_step_shrinks() -> None:
+    # a non-quadratic smooth loss (log-sum-exp of a linear map): |V3 / first-order − 1| = O(η)
+    rng = np.random.default_rng(8)
+    W = rng.normal(size=(4, 5))
+
+    def loss_at(params: np.ndarray) -> np.ndarray:
+        z = params @ W.T
+        return np.log(np.exp(z).sum(axis=1))
+
+    theta = rng.normal(size=5)
+    z = W @ theta
+    grad = W.T @ (np.exp(z) / np.exp(z).sum())
+    updates = np.stack([grad + 0.3 * rng.normal(size=5), grad, -grad])
+    errors = []
+    for lr in (1e-1, 1e-2, 1e-3, 1e-4):
+        ratio = one_step_counterfactual(theta, updates, lr, loss_at) / one_step_first_order(updates, lr, grad)
+        errors.append(np.max(np.abs(ratio - 1.0)))
+    assert errors[-1] < 1e-3  # float64 differences of O(1) losses: still well above rounding at η = 1e-4
+    assert all(b < a / 5 for a, b in zip(errors, errors[1:], strict=False))  # shrinks ~linearly in η
+
+
+def test_first_order_sign_convention_matches_v3() -> None:
+    target, theta = np.zeros(4), np.ones(4)
+    grad = theta - target
+    first = one_step_first_order(np.stack([grad, -grad, np.zeros(4)]), 0.1, grad)
+    exact = one_step_counterfactual(theta, np.stack([grad, -grad, np.zeros(4)]), 0.1, quadratic_oracle(target))
+    assert first[0] > 0 > first[1] and first[2] == 0.0
+    np.testing.assert_array_equal(np.sign(first), np.sign(exact))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"updates": np.array([[np.nan, 0.0]])}, "updates"),
+        ({"updates": np.array([[1.0, 0.0], [np.inf, 1.0]], dtype=np.float32), "gradient": np.array([0.0, 1.0])},
+         "updates"),  # inf × 0: a float32 piece is checked through its credit
+        ({"updates": np.ones((2, 2), dtype=np.float32)[:, :, None]}, "updates"),
+        ({"updates": np.ones((2, 3))}, "gradient"),
+        ({"gradient": np.array([np.inf, 0.0])}, "gradient"),
+        ({"lr": 0.0}, "lr"),
+        ({"updates": np.full((1, 2), 1e300), "gradient": np.full(2, 1e300)}, "updates"),
+    ],
+)
+def test_first_order_errors(kwargs: dict, field: str) -> None:
+    args = {"updates": np.ones((2, 2)), "lr": 0.1, "gradient": np.ones(2)}
+    args.update(kwargs)
+    with pytest.raises(InputError) as err:
+        one_step_first_order(**args)
+    assert err.value.field == field
+
+
+def test_fedavg_first_order_is_the_linear_term_of_its_counterfactual() -> None:
+    rng = np.random.default_rng(9)
+    loss_at, grad_at, A = _spd_quadratic(rng, 4)
+    theta = rng.normal(size=4)
+    deltas = rng.normal(size=(3, 4))
+    weights = np.array([1.0, 2.0, 5.0])
+    exact = fedavg_one_step_counterfactual(theta, deltas, weights, loss_at)
+    first = fedavg_first_order(deltas, weights, grad_at(theta))
+    pieces = (weights / weights.sum())[:, None] * deltas
+    np.testing.assert_allclose(exact - first, -0.5 * np.einsum("nd,de,ne->n", pieces, A, pieces),
+                               rtol=1e-9, atol=1e-12)
+    with pytest.raises(InputError, match="weights"):
+        fedavg_first_order(deltas, np.zeros(3), grad_at(theta))

@@ -167,3 +167,86 @@ def test_an_empty_validation_set_is_named():
     with pytest.raises(ValueError, match="X, y"):
         batched_loss(model, F.cross_entropy, flat_params(model)[None], torch.zeros(0, 4),
                      torch.zeros(0, dtype=torch.long))
+
+
+# ------------------------------------------------------------ V3 from the trainer's tensors; ∇L_val
+
+
+def _task(risk_digits, model_name, dtype=torch.float32):
+    model = build_model(model_name, 64, 10, seed=0, image_shape=(1, 8, 8), task_classes={"risk": 2}).to(dtype)
+    loss = MultiTaskLoss(("digit", "risk")) if model_name == "multitask" else F.cross_entropy
+    X, y = dataset_tensors(risk_digits.val)
+    return model, loss, X.to(dtype), (y if model_name == "multitask" else y[:, 0])
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "multitask", "cnn"])
+def test_counterfactual_losses_give_v3_of_the_reference(risk_digits, model_name):
+    from economics.valuation import one_step_counterfactual
+    from learning.evaluation import counterfactual_losses
+
+    model, loss, X, y = _task(risk_digits, model_name)
+    theta = flat_params(model)
+    pieces = torch.randn(5, theta.numel(), generator=torch.Generator().manual_seed(1))
+    pieces[2] = 0.0
+
+    def oracle(params):  # the float64 reference path: numpy candidates cast to the model's dtype
+        return batched_loss(model, loss, torch.from_numpy(params).to(theta.dtype), X, y).double().numpy()
+
+    want = one_step_counterfactual(theta.double().numpy(), pieces.double().numpy(), 0.3, oracle)
+    for max_entries in (1 << 25, 2 * theta.numel()):  # one call, and chunks of two candidates
+        base, rows, losses = counterfactual_losses(model, loss, theta, pieces, 0.3, X, y, max_entries=max_entries)
+        assert rows.tolist() == [0, 1, 3, 4]
+        got = torch.zeros(5, dtype=torch.float64)
+        got[rows] = base - losses.double()
+        assert torch.allclose(got, torch.from_numpy(want), atol=2e-6, rtol=1e-4)
+        assert got[2] == 0.0
+    assert torch.equal(flat_params(model), theta)
+    base, rows, losses = counterfactual_losses(model, loss, theta, torch.zeros_like(pieces), 0.3, X, y)
+    assert len(rows) == 0 == len(losses) and base == pytest.approx(loss_value(model, loss, X, y), abs=1e-6)
+    bad = pieces.clone()
+    bad[0, 0], bad[3, -1] = float("nan"), -float("inf")
+    _, rows, losses = counterfactual_losses(model, loss, theta, bad, 0.3, X, y)
+    assert rows.tolist() == [0, 1, 3, 4] and losses.isnan().tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("model_name", ["logreg", "mlp", "multitask", "cnn", "tanh-sigmoid"])
+def test_validation_gradient_at_other_parameters(risk_digits, model_name):
+    # by hand (stacked models: Linear and ReLU/Tanh/Sigmoid, cross-entropy or multi-task) or by
+    # autograd (cnn), the gradient of the loss at parameters that are not the model's own
+    from learning.evaluation import _stacked_plan, validation_gradient
+
+    if model_name == "tanh-sigmoid":
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8, bias=False),
+                                    torch.nn.Sigmoid(), torch.nn.Linear(8, 10))
+        _, loss, X, y = _task(risk_digits, "mlp")
+    else:
+        model, loss, X, y = _task(risk_digits, model_name)
+    theta = flat_params(model)
+    other = _candidates(model, 1, 0.05)[0]
+    got = validation_gradient(model, loss, other, X, y)
+    plan = _stacked_plan(model)
+    assert (plan is not None and plan.gradient(loss, other, X, y) is not None) == (model_name != "cnn")
+    assert torch.equal(flat_params(model), theta)  # the model's parameters and grads are untouched
+    assert all(p.grad is None for p in model.parameters())
+    set_flat_params(model, other)
+    loss(model(X), y).backward()
+    want = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    assert got.shape == theta.shape and torch.allclose(got, want, atol=1e-6)
+
+
+def test_first_order_term_from_the_validation_gradient_tends_to_v3(risk_digits):
+    # float64 MLP: η·⟨p, ∇L(θ)⟩ / (L(θ) − L(θ − η p)) → 1 as η → 0 (the gradient is of the loss V3 evaluates)
+    from learning.evaluation import counterfactual_losses, validation_gradient
+
+    model, loss, X, y = _task(risk_digits, "mlp", torch.float64)
+    theta = flat_params(model)
+    grad = validation_gradient(model, loss, theta, X, y)
+    noise = torch.randn(grad.shape, generator=torch.Generator().manual_seed(2), dtype=grad.dtype)
+    pieces = torch.stack([grad, grad + 0.5 * grad.norm() * noise / noise.norm()])
+    errors = []
+    for lr in (1e-1, 1e-2, 1e-3):
+        base, _, losses = counterfactual_losses(model, loss, theta, pieces, lr, X, y)
+        ratio = (base - losses) / (lr * pieces @ grad)
+        errors.append(float((ratio - 1).abs().max()))
+    assert errors[-1] < 1e-2 and errors[-1] < errors[0] / 20

@@ -44,7 +44,7 @@ def test_principals_that_never_adapt_or_randomise_every_choice_do_not_count():
 def test_exploration_does_not_count_as_a_change():
     model = _run(1)
     # the first decision of a bandit tries an untried action: exploration, never a counted change
-    assert all(p.strategy.explored for p in model.principals if p.behaviour == "honest")
+    assert all(p.explored for p in model.principals if p.behaviour == "honest")
     assert not any(p.counted for p in model.principals)
 
 

@@ -15,8 +15,8 @@ def _cfg(guard, scale=1000.0, behaviours=None):
             "mechanism": {"kind": "revenue_shares"}}
 
 
-def _final_accuracy(cfg) -> float:
-    model_df, _ = CooperativeModel(cfg, rng=1).run().frames()
+def _final_accuracy(cfg, seed: int = 1) -> float:
+    model_df, _ = CooperativeModel(cfg, rng=seed).run().frames()
     return float(model_df.accuracy.iloc[-1])
 
 
@@ -39,14 +39,17 @@ def test_divergence_names_the_settings_not_internal_variables():
 
 def test_guard_holds_when_attackers_become_the_majority_of_members():
     """Honest principals leave under attack; 30% attackers among principals can then be most of the
-    members. The guard's reference (the lower quartile of the members' piece norms) still holds."""
+    members. The guard's reference (the lower quartile of the members' piece norms) still holds: over
+    four seeds (who leaves, and when, varies with the seed) the final accuracy keeps 80% of the
+    honest-only one on average."""
     mixed = {"honest": 0.5, "scaled_gradient": 0.3, "label_flip": 0.1, "free_rider": 0.1}
     cfg = _cfg(3.0, behaviours=mixed)
     cfg["population"]["strategy"] = "best_response"
     cfg["rounds"] = 10
     honest = _cfg(3.0, behaviours={"honest": 1.0})
     honest["rounds"] = 10
-    assert _final_accuracy(cfg) >= 0.8 * _final_accuracy(honest)
+    attacked = [_final_accuracy(cfg, seed) for seed in (1, 2, 3, 4)]
+    assert sum(attacked) / len(attacked) >= 0.8 * _final_accuracy(honest)
 
 
 def test_cgsv_download_of_the_paper_aggregate_is_its_own_protocol():

@@ -1,0 +1,157 @@
+"""How a sweep scales out (issue 17, goal 4): one 48-run surrogate sweep with 1 and 2 local joblib
+workers and on a local Dask cluster (a scheduler and 2 single-threaded worker processes on
+127.0.0.1); goal: ≥ 1.8× faster at 2 workers than at 1, with joblib and with Dask.
+
+The sweep: ``free-riding`` in surrogate mode, 400 principals, 100 rounds, one mechanism per grid
+point (equal split, revenue shares α=1, CGSV β=1, contracts) × 12 repeats = 48 runs of about 1 to
+2.5 s each on one core. Each configuration runs ``coopsim sweep`` as a user would, in a fresh process
+and a fresh output folder (nothing is resumed); the wall time therefore includes what does not
+parallelise: starting Python, planning (every run validated), starting the workers (each imports
+torch and the scenario library), storing the run files as they arrive, the combine step
+(``results.parquet``, ``runs.parquet``, the summary) and the figures. The Dask cluster is started
+before the clock starts (a user's cluster is already running); its workers are fresh, so they import
+on their first run like joblib's. Every configuration must finish all its runs with the same numbers
+(seeds depend only on the plan, never on scheduling). Run from the repository root:
+
+    python benchmarks/bench_sweep_scale.py            # about 4 minutes on 2 cores
+    python benchmarks/bench_sweep_scale.py --quick    # 12 runs: about 1 minute
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from goals import Goal, report
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = "bench_sweep_scale.py"
+COOPSIM = [sys.executable, "-c", "from scenarios.cli import main; main()"]
+TARGET = 1.8
+
+SWEEP = """
+scenario = "free-riding"
+seed = 0
+repeats = {repeats}
+[base]
+replicates = 1
+"cooperative.rounds" = 100
+"cooperative.training.mode" = "surrogate"
+"cooperative.population.n_principals" = 400
+[grid]
+mechanisms = [
+    [{{ label = "equal split", mechanism = {{ kind = "equal_split" }} }}],
+    [{{ label = "revenue shares α=1", mechanism = {{ kind = "revenue_shares", alpha = 1.0 }} }}],
+    [{{ label = "CGSV β=1", mechanism = {{ kind = "cgsv", beta = 1.0 }} }}],
+    [{{ label = "contracts", mechanism = {{ kind = "contracts" }} }}],
+]
+"""
+
+
+def sweep_once(sweep_file: Path, out: Path, *options: str) -> dict:
+    """``coopsim sweep`` in a fresh process into the empty folder ``out``: wall seconds, the runs'
+    own seconds (sum over runs, from runs.parquet) and the summary."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*COOPSIM, "sweep", str(sweep_file), "--out", str(out), "--no-progress", *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"coopsim sweep {' '.join(options)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    runs = pd.read_parquet(out / "runs.parquet", columns=["seconds"])
+    return {"seconds": seconds, "runs_seconds": float(runs["seconds"].sum()), "summary": summary}
+
+
+def dask_sweep(sweep_file: Path, out: Path, workers: int) -> dict:
+    """The same sweep on a fresh local Dask cluster: ``workers`` single-threaded worker processes."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        return sweep_once(sweep_file, out, "--scheduler", cluster.scheduler_address)
+
+
+def _results(summary: dict) -> dict:
+    return {r["run_id"]: r["metrics"] for r in summary["runs"]}
+
+
+def goals(quick: bool = False) -> list[Goal]:
+    repeats = 3 if quick else 12
+    measured: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-scale-") as tmp:
+        sweep_file = Path(tmp) / "sweep.toml"
+        sweep_file.write_text(SWEEP.format(repeats=repeats))
+        measured["joblib, 1 worker"] = sweep_once(sweep_file, Path(tmp) / "w1", "--workers", "1")
+        measured["joblib, 2 workers"] = sweep_once(sweep_file, Path(tmp) / "w2", "--workers", "2")
+        try:
+            measured["Dask, 2 workers"] = dask_sweep(sweep_file, Path(tmp) / "dask", 2)
+        except ImportError:  # the cluster extra is not installed
+            pass
+    base = measured["joblib, 1 worker"]
+    n_runs = base["summary"]["n_runs"]
+    reference = _results(base["summary"])
+    out = []
+    for label, m in measured.items():
+        s = m["summary"]
+        same = _results(s) == reference
+        note = (
+            f"{s['n_finished']}/{s['n_runs']} runs finished, "
+            f"{'the same numbers as' if same else 'NUMBERS DIFFER from'} 1 worker; the runs' own time "
+            f"{m['runs_seconds']:.0f} s in all"
+        )
+        out.append(Goal(SCRIPT, f"sweep of {n_runs} surrogate runs, {label}: wall time", m["seconds"], "s", note=note))
+    cores = os.cpu_count() or 1
+    for label in ("joblib, 2 workers", "Dask, 2 workers"):
+        if label not in measured:
+            out.append(
+                Goal(
+                    SCRIPT,
+                    f"speed-up at 2 workers, {label.split(',')[0]}",
+                    float("nan"),
+                    "×",
+                    TARGET,
+                    higher_is_better=True,
+                    note="not measured: dask[distributed] is not installed",
+                )
+            )
+            continue
+        m = measured[label]
+        ok = m["summary"]["n_finished"] == n_runs and _results(m["summary"]) == reference
+        speedup = base["seconds"] / m["seconds"] if ok else float("nan")
+        note = f"{base['seconds']:.1f} s / {m['seconds']:.1f} s on {cores} cores"
+        if not ok:
+            note += "; not counted: runs missing or numbers differ from 1 worker"
+        out.append(
+            Goal(
+                SCRIPT,
+                f"speed-up at 2 workers, {label.split(',')[0]}",
+                speedup,
+                "×",
+                TARGET,
+                higher_is_better=True,
+                note=note,
+            )
+        )
+    return out
+
+
+if __name__ == "__main__":
+    report(goals("--quick" in sys.argv))
