@@ -1,19 +1,27 @@
 """Responsiveness of the dashboard at 100 principals, surrogate mode: steps per second of the duel
-alone (two cooperatives stepping together) and with the page redrawn after every step (what play
-does at a render interval of 1), rendered in-process by Solara. Prints one line each. Run from the
-repository root (needs the dashboard extra):
+alone (two cooperatives stepping together; context) and with the page redrawn after every step
+(what play does at a render interval of 1; goal ≥ 2 steps/s, so play stays responsive), rendered
+in-process by Solara. Run from the repository root (needs the dashboard extra):
 
-    python benchmarks/bench_dashboard.py        # about 30 s
+    python benchmarks/bench_dashboard.py           # 40 timed steps each, about 30 s
+    python benchmarks/bench_dashboard.py --quick   # 10 timed steps each
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 import time
 import warnings
 
+from goals import Goal, report
 
-def main(steps: int = 40) -> None:
-    warnings.filterwarnings("ignore")
+SCRIPT = "bench_dashboard.py"
+
+
+def measure(steps: int = 40) -> tuple[float, float]:
+    """(duel steps/s alone, steps/s with the first page's views redrawn after each step)."""
     import ipyvuetify as v
     import solara
 
@@ -27,10 +35,10 @@ def main(steps: int = 40) -> None:
     for _ in range(steps):
         duel.step()
     alone = steps / (time.perf_counter() - began)
-    print(f"duel alone, 100 principals × 2 mechanisms: {alone:.1f} steps/s")
 
     model = new_duel(start)
-    _, rc = solara.render(solara.AppLayout(children=[Dashboard(model, start)]), handle_error=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # outside a kernel the app bar's portals print their reprs
+        _, rc = solara.render(solara.AppLayout(children=[Dashboard(model, start)]), handle_error=False)
     button = rc.find(v.Btn, children=["Step"]).widget
     for _ in range(5):
         button.click()
@@ -38,8 +46,33 @@ def main(steps: int = 40) -> None:
     for _ in range(steps):
         button.click()
     drawn = steps / (time.perf_counter() - began)
-    print(f"with the first page's views redrawn after each step: {drawn:.1f} steps/s (goal ≥ 2: play stays responsive)")
+    return alone, drawn
+
+
+def goals(quick: bool = False) -> list[Goal]:
+    steps = 10 if quick else 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone, drawn = measure(steps)
+    return [
+        Goal(
+            SCRIPT,
+            "dashboard duel alone, 100 principals × 2 mechanisms (surrogate)",
+            alone,
+            "steps/s",
+            note=f"{steps} steps",
+        ),
+        Goal(
+            SCRIPT,
+            "the same with the first page's views redrawn after each step",
+            drawn,
+            "steps/s",
+            2.0,
+            higher_is_better=True,
+            note=f"{steps} steps; play stays responsive at ≥ 2",
+        ),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    report(goals("--quick" in sys.argv))

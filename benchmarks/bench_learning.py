@@ -1,15 +1,16 @@
 """Learning-layer speed targets, measured in one run (issue 2):
 
-- TL step time / centralised step time at 20 members (goal ≤ 1.3): both include assembling the
-  virtual batch from the members' rows. Two TL times are printed: "TL" is the trainer's step as
-  training runs it without a credit hook (the 20 pieces are kept factored, see
-  :class:`learning.traversal.GradientFactors`, and never built as a dense (20, D) matrix);
-  "TL+pieces" also reads ``record.raw`` every step, which materialises the exact dense pieces (what
-  a credit hook such as the sim's pays).
+- TL step time / centralised step time at 20 members (goal ≤ 1.3), for an MLP, a wider MLP and a
+  CNN: both include assembling the virtual batch from the members' rows. "TL" is the trainer's step
+  as training runs it without a credit hook (the 20 pieces are kept factored, see
+  :class:`learning.traversal.GradientFactors`, and never built as a dense (20, D) matrix); the
+  context row "dense pieces" also reads ``record.raw`` every step, which materialises the exact
+  dense pieces (what a credit hook such as the sim's pays).
 - batched evaluation of 20 candidate parameter vectors / 20 sequential evaluations for the MLP
-  (goal ≤ 0.3): the V3 hot path, validation loss on the digits validation split.
+  (goal ≤ 0.3): the V3 hot path, validation loss on the digits validation split; the same ratio on
+  one torch thread (the CLI's default) as context.
 
-Run: ``python benchmarks/bench_learning.py`` (add ``--quick`` for fewer repeats).
+Run: ``python benchmarks/bench_learning.py`` (about a minute; ``--quick``: 3 repeats instead of 15).
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+from goals import Goal, report
 
-from learning.data import load_dataset, split
-from learning.evaluation import batched_loss
-from learning.models import build_model
-from learning.params import flat_params, set_flat_params
-from learning.partition import partition
-from learning.substrates import CentralisedTrainer, TraversalTrainer, member_tensors
-from learning.substrates.common import dataset_tensors
-from learning.traversal import gather
+SCRIPT = "bench_learning.py"
+
+#: (label, model, batch size, hidden layers)
+MODELS = (
+    ("MLP 64-128-10, batch 64", "mlp", 64, (128,)),
+    ("MLP 64-512-512-10, batch 256", "mlp", 256, (512, 512)),
+    ("CNN, batch 64", "cnn", 64, (128,)),
+)
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -56,9 +56,16 @@ def _interleaved_medians(fns, repeats: int, block: int) -> list[float]:
     return [statistics.median(s) for s in samples]
 
 
-def step_ratio(model_name: str, batch_size: int, hidden: tuple[int, ...],
-               repeats: int) -> tuple[float, float, float]:
+def step_ratio(model_name: str, batch_size: int, hidden: tuple[int, ...], repeats: int) -> tuple[float, float, float]:
     """(TL µs, TL with dense pieces µs, centralised µs) per step."""
+    import torch
+
+    from learning.data import load_dataset, split
+    from learning.models import build_model
+    from learning.partition import partition
+    from learning.substrates import CentralisedTrainer, TraversalTrainer, member_tensors
+    from learning.traversal import gather
+
     splits = split(load_dataset("digits"), seed=0)
     parts = partition(splits.train.y, 20, "uni", seed=0)
     members = member_tensors([splits.train.subset(p) for p in parts])
@@ -87,6 +94,16 @@ def step_ratio(model_name: str, batch_size: int, hidden: tuple[int, ...],
 
 
 def eval_ratio(repeats: int) -> tuple[float, float, float]:
+    """(batched ms, sequential ms, batched / sequential) for 20 candidates, MLP, digits validation split."""
+    import torch
+    import torch.nn.functional as F
+
+    from learning.data import load_dataset, split
+    from learning.evaluation import batched_loss
+    from learning.models import build_model
+    from learning.params import flat_params, set_flat_params
+    from learning.substrates.common import dataset_tensors
+
     splits = split(load_dataset("digits"), seed=0)
     X, y = dataset_tensors(splits.val)
     model = build_model("mlp", 64, 10, seed=0)
@@ -101,31 +118,66 @@ def eval_ratio(repeats: int) -> tuple[float, float, float]:
         set_flat_params(model, theta)
 
     t_batch, t_seq = _interleaved_medians(
-        (lambda: batched_loss(model, F.cross_entropy, candidates, X, y), sequential), 4 * repeats, block=1)
+        (lambda: batched_loss(model, F.cross_entropy, candidates, X, y), sequential), 4 * repeats, block=1
+    )
     return t_batch * 1e3, t_seq * 1e3, t_batch / t_seq
 
 
-def main() -> None:
-    repeats = 3 if "--quick" in sys.argv else 15
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("TL step / centralised step, 20 members, digits (uni):")
-    for label, model, bs, hidden in (("MLP 64-128-10, batch 64", "mlp", 64, (128,)),
-                                     ("MLP 64-512-512-10, batch 256", "mlp", 256, (512, 512)),
-                                     ("CNN, batch 64", "cnn", 64, (128,))):
-        t_tl, t_dense, t_ce = step_ratio(model, bs, hidden, repeats)
-        print(f"  {label:30s} centralised {t_ce:6.0f} µs | TL (pieces factored) {t_tl:6.0f} µs ratio "
-              f"{t_tl / t_ce:5.2f} (goal ≤ 1.3) | TL+pieces (dense (20, D) built) {t_dense:6.0f} µs ratio "
-              f"{t_dense / t_ce:5.2f}")
-    print("Batched evaluation of 20 candidates / 20 sequential evaluations, MLP, digits validation split:")
-    t_b, t_s, r = eval_ratio(repeats)
-    print(f"  batched {t_b:6.2f} ms  sequential {t_s:6.2f} ms  ratio {r:5.3f}  (goal ≤ 0.3)")
+def goals(quick: bool = False) -> list[Goal]:
+    import torch
+
+    repeats = 3 if quick else 15
     threads = torch.get_num_threads()
+    out = []
+    for label, model, bs, hidden in MODELS:
+        t_tl, t_dense, t_ce = step_ratio(model, bs, hidden, repeats)
+        out.append(
+            Goal(
+                SCRIPT,
+                f"TL step / centralised step, 20 members, digits, {label}",
+                t_tl / t_ce,
+                "×",
+                1.3,
+                note=f"TL (pieces factored) {t_tl:.0f} µs, centralised {t_ce:.0f} µs per step, {threads} threads",
+            )
+        )
+        out.append(
+            Goal(
+                SCRIPT,
+                f"  the same, building the dense (20 × D) pieces every step, {label}",
+                t_dense / t_ce,
+                "×",
+                note=f"TL+pieces {t_dense:.0f} µs per step",
+            )
+        )
+    t_b, t_s, r = eval_ratio(repeats)
+    out.append(
+        Goal(
+            SCRIPT,
+            "batched evaluation of 20 candidates / 20 sequential, MLP, digits validation split",
+            r,
+            "×",
+            0.3,
+            note=f"batched {t_b:.2f} ms, sequential {t_s:.2f} ms, {threads} threads",
+        )
+    )
     if threads > 1:  # the CLI's default (--threads 1): the batched GEMMs lose the second core, the loop little
         torch.set_num_threads(1)
-        t_b, t_s, r = eval_ratio(repeats)
-        torch.set_num_threads(threads)
-        print(f"  on 1 thread: batched {t_b:6.2f} ms  sequential {t_s:6.2f} ms  ratio {r:5.3f}")
+        try:
+            t_b, t_s, r = eval_ratio(repeats)
+        finally:
+            torch.set_num_threads(threads)
+        out.append(
+            Goal(
+                SCRIPT,
+                "  the same on 1 thread",
+                r,
+                "×",
+                note=f"batched {t_b:.2f} ms, sequential {t_s:.2f} ms",
+            )
+        )
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    report(goals("--quick" in sys.argv))

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from goals import Goal, report
@@ -78,6 +79,7 @@ def dask_sweep(sweep_file: Path, out: Path, workers: int) -> dict:
     """The same sweep on a fresh local Dask cluster: ``workers`` single-threaded worker processes."""
     from distributed import LocalCluster
 
+    warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
     with LocalCluster(
         n_workers=workers,
         threads_per_worker=1,

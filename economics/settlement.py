@@ -219,10 +219,13 @@ class Ledger:
     Members are any hashable ids (they may join and leave: a member absent at a step has credit 0
     there). A step can be settled only once. Each step is kept as two aligned arrays (ids, credits);
     integer ids are matched with sorted-array searches, so a step of a million members costs array
-    operations, not a loop.
+    operations, not a loop. ``history=False`` forgets the records of settled steps and keeps only
+    the latest settlement: memory stays that of one horizon however long the run (what a
+    simulation of a million members needs; the audit trail of earlier horizons is then gone).
     """
 
     settlements: list[Settlement] = field(default_factory=list)
+    history: bool = True
     _records: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _settled: set[int] = field(default_factory=set)
     #: recorded steps not yet settled (kept as they change: a long run settles many small horizons,
@@ -234,7 +237,7 @@ class Ledger:
         """Record the credits ``c_i^t`` of ``members`` at ``step`` (one record per step)."""
         check(isinstance(step, int | np.integer) and not isinstance(step, bool), "step", step, "an integer")
         step = int(step)
-        check(step not in self._records, "step", step, "a step not yet recorded")
+        check(step not in self._records and step not in self._settled, "step", step, "a step not yet recorded")
         c = as_vector("credits", credits, len(members))
         ids = _ids(members)
         unique = distinct(ids) if ids.dtype != object else len(set(ids.tolist())) == len(ids)
@@ -325,6 +328,10 @@ class Ledger:
         per_step[:, even] = pay[even][None, :] / len(steps)
         result = Settlement(np.array(steps, dtype=np.int64), members, omega, cum, shares, pay, rev,
                             float(alpha), per_step)
+        if not self.history:
+            self.settlements.clear()
+            for t in steps:
+                del self._records[t]
         self.settlements.append(result)
         self._settled.update(steps)
         self._pending.difference_update(steps)

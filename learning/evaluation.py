@@ -23,6 +23,7 @@ evaluates them (with θ) in one :func:`batched_loss` call; :func:`validation_gra
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -64,7 +65,8 @@ def batched_loss(
             method = "stacked"
         else:
             method = "loop" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "vmap"
-    params = params.to(next(model.parameters()).dtype)
+    first = next(model.parameters())
+    params = params.to(device=first.device, dtype=first.dtype)
     with torch.no_grad():
         if method == "stacked":
             check(plan is not None, "method", method,
@@ -127,11 +129,14 @@ def counterfactual_losses(
     P[0] = theta
     torch.sub(theta.to(dtype), chosen.to(dtype), alpha=lr, out=P[1:])
     chunk = max(1, max_entries // max(theta.shape[0], 1))
-    out = torch.cat([batched_loss(model, loss_fn, P[s:s + chunk], X, y, method=method)
-                     for s in range(0, k + 1, chunk)])
+    if chunk > k:
+        out = batched_loss(model, loss_fn, P, X, y, method=method)
+    else:
+        out = torch.cat([batched_loss(model, loss_fn, P[s:s + chunk], X, y, method=method)
+                         for s in range(0, k + 1, chunk)])
     losses = out[1:]
-    finite = (hi.isfinite() & lo.isfinite())[rows]
-    if not bool(finite.all()):
+    if not math.isfinite(hi.sum(dtype=torch.float64).item() + lo.sum(dtype=torch.float64).item()):
+        finite = (hi.isfinite() & lo.isfinite())[rows]
         losses = losses.masked_fill(~finite, float("nan"))
     return float(out[0]), rows, losses
 
@@ -139,36 +144,68 @@ def counterfactual_losses(
 def validation_gradient(model: nn.Module, loss_fn: LossFn, theta: torch.Tensor, X: torch.Tensor,
                         y: torch.Tensor) -> torch.Tensor:
     """``∇L(θ)``, the gradient of the mean loss on (X, y) at the flat parameters ``theta`` (D,) —
-    not necessarily the model's current ones — as a flat vector (D,) in the model's dtype.
+    not necessarily the model's current ones — as a flat vector (D,) in the model's dtype. One call
+    of a :class:`ValidationGradient` (build one to call it every step)."""
+    return ValidationGradient(model, loss_fn, X, y)(theta)
+
+
+class ValidationGradient:
+    """``θ ↦ ∇L(θ)`` on fixed rows (X, y) for one model: the first-order credit option (the linear
+    term of V3) needs one such gradient per step.
 
     One forward and one backward: by hand for the models and losses :func:`batched_loss` stacks
-    (Linear, ReLU/Tanh/Sigmoid layers; cross-entropy or the multi-task loss), else through
-    ``functional_call`` and autograd. The model's parameters and their ``.grad`` are left
-    untouched; it is evaluated in eval mode (dropout off, batch statistics frozen), as
-    :func:`batched_loss` evaluates candidates. The first-order credit option (the linear term of
-    V3) needs one such gradient per step."""
-    from torch.func import functional_call
+    (Linear and ReLU/Tanh/Sigmoid layers; cross-entropy, or the multi-task loss for the multi-task
+    net), feature-major like the stacked forward, with the layer slices, ``Xᵀ`` and the one-hot
+    targets resolved once; else through ``functional_call`` and autograd. The model's parameters
+    and their ``.grad`` are left untouched; it is evaluated in eval mode (dropout off, batch
+    statistics frozen), as :func:`batched_loss` evaluates candidates. Build a new one if the model's
+    layers are replaced."""
 
-    plan = _stacked_plan(model)
-    size = plan.size if plan is not None else ParamLayout.of(model).size
-    check(theta.shape == (size,), "theta", tuple(theta.shape), f"a flat parameter vector ({size},)")
-    flat = theta.detach().to(next(model.parameters()).dtype)
-    grad = None if plan is None else plan.gradient(loss_fn, flat, X, y)
-    if grad is not None:
-        return grad
-    layout = ParamLayout.of(model)
-    p = flat.clone().requires_grad_(True)
-    training = model.training
-    if training:
-        model.eval()
-    try:
-        with torch.enable_grad():
-            loss = loss_fn(functional_call(model, layout.unflatten(p), (X,)), y)
-            (grad,) = torch.autograd.grad(loss, p)
-    finally:
+    def __init__(self, model: nn.Module, loss_fn: LossFn, X: torch.Tensor, y: torch.Tensor) -> None:
+        self.model, self.loss_fn, self.X, self.y = model, loss_fn, X, y
+        self.dtype = next(model.parameters()).dtype
+        plan = _stacked_plan(model)
+        self.size = plan.size if plan is not None else ParamLayout.of(model).size
+        self._manual = plan if plan is not None and plan.differentiable(loss_fn) else None
+        if self._manual is not None:
+            rows = X.shape[0]
+            self._Xt = X.reshape(rows, -1).T.contiguous().to(self.dtype)
+
+            def target(ops: tuple[_Op, ...], labels: torch.Tensor, weight: float) -> torch.Tensor:
+                """weight · onehotᵀ / B, (C, B), C the width of the last Linear of ``ops``"""
+                classes = next(op.shape[0] for op in reversed(ops) if isinstance(op, _Linear))
+                onehot = torch.zeros(rows, classes, dtype=self.dtype, device=X.device)
+                onehot[torch.arange(rows, device=X.device), labels] = weight / rows
+                return onehot.T.contiguous()
+
+            if plan.heads is None:
+                self._targets = [(None, target(plan.trunk, y, 1.0), 1.0 / rows)]
+            else:
+                heads = dict(plan.heads)
+                self._targets = [(task, target(heads[task], y[:, k], w), w / rows)
+                                 for k, (task, w) in enumerate(zip(loss_fn.tasks, loss_fn.weights, strict=True))]
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        check(theta.shape == (self.size,), "theta", tuple(theta.shape), f"a flat parameter vector ({self.size},)")
+        flat = theta.detach().to(self.dtype)
+        if self._manual is not None:
+            return self._manual.gradient(flat, self._Xt, self._targets)
+        from torch.func import functional_call
+
+        model = self.model
+        layout = ParamLayout.of(model)
+        p = flat.clone().requires_grad_(True)
+        training = model.training
         if training:
-            model.train()
-    return grad
+            model.eval()
+        try:
+            with torch.enable_grad():
+                loss = self.loss_fn(functional_call(model, layout.unflatten(p), (self.X,)), self.y)
+                (grad,) = torch.autograd.grad(loss, p)
+        finally:
+            if training:
+                model.train()
+        return grad
 
 
 class _Linear(NamedTuple):
@@ -247,82 +284,89 @@ class _StackedPlan:
         return h if h.ndim == 3 else h.expand(n, *h.shape)
 
 
-    def gradient(self, loss_fn: LossFn, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-        """``∇L(θ)`` of the mean loss on (X, y) at one flat vector ``theta``, by hand (no autograd):
-        a forward that keeps each layer's input (Linear) or output (activation), then the chain
-        rule back through the layers, with ``(softmax − onehot)/B`` for the cross-entropy. None when
-        the loss is not ``F.cross_entropy`` (``MultiTaskLoss`` for a multi-task net) or an
-        element-wise layer has no closed-form derivative here (the caller then uses autograd)."""
-        if (loss_fn is not F.cross_entropy) if self.heads is None else not isinstance(loss_fn, MultiTaskLoss):
-            return None
-        heads = dict(self.heads or ())
-        ops = [*self.trunk, *(op for h in heads.values() for op in h)]
-        if any(not isinstance(op, _Linear) and type(op) not in _DERIVATIVES for op in ops):
-            return None
-        grad = torch.zeros_like(theta)
-        z, tape = _forward_one(self.trunk, theta, X.reshape(X.shape[0], -1))
+    def differentiable(self, loss_fn: LossFn) -> bool:
+        """Whether :meth:`gradient` has the closed form: the loss is ``F.cross_entropy`` (the
+        ``MultiTaskLoss`` of its heads for a multi-task net) and every element-wise layer has a
+        derivative in ``_DERIVATIVES``."""
         if self.heads is None:
-            _backward_one(self.trunk, theta, tape, _cross_entropy_gradient(z, y), grad)
+            if loss_fn is not F.cross_entropy:
+                return False
+        elif not isinstance(loss_fn, MultiTaskLoss) or any(t not in dict(self.heads) for t in loss_fn.tasks):
+            return False
+        ops = [*self.trunk, *(op for _, h in self.heads or () for op in h)]
+        return all(isinstance(op, _Linear) or type(op) in _DERIVATIVES for op in ops)
+
+    def gradient(self, theta: torch.Tensor, Xt: torch.Tensor,
+                 targets: list[tuple[str | None, torch.Tensor, float]]) -> torch.Tensor:
+        """``∇L(θ)`` at one flat vector by hand (no autograd), feature-major (activations
+        (features, rows)): a forward that keeps each Linear's input and each activation's output,
+        then the chain rule back, starting from ``w·(softmax − onehot)/B`` per cross-entropy term.
+        ``Xt`` is ``Xᵀ`` (features, B); ``targets`` holds per loss term (head or None, its
+        ``w·onehotᵀ/B`` (C, B), ``w/B``). Only for a plan whose :meth:`differentiable` holds."""
+        grad = torch.zeros_like(theta)
+        z, tape = _forward_one(self.trunk, theta, Xt)
+        if self.heads is None:
+            ((_, onehot, scale),) = targets
+            _backward_one(self.trunk, theta, tape, _cross_entropy_gradient(z, onehot, scale), grad)
             return grad
-        if any(t not in heads for t in loss_fn.tasks):
-            return None
+        heads = dict(self.heads)
         dz = None
-        for k, (task, weight) in enumerate(zip(loss_fn.tasks, loss_fn.weights, strict=True)):
+        for task, onehot, scale in targets:
             logits, head_tape = _forward_one(heads[task], theta, z)
-            d = _backward_one(heads[task], theta, head_tape, _cross_entropy_gradient(logits, y[:, k]).mul_(weight),
-                              grad, input_grad=True)
+            d = _backward_one(heads[task], theta, head_tape, _cross_entropy_gradient(logits, onehot, scale), grad,
+                              input_grad=True)
             dz = d if dz is None else dz.add_(d)
         if dz is not None:
             _backward_one(self.trunk, theta, tape, dz, grad)
         return grad
 
 
-#: derivative of an element-wise layer from its output: dL/dinput = f(dL/doutput, output)
+#: element-wise layers the hand-written gradient knows: (forward, dL/dinput from dL/doutput and the output)
 _DERIVATIVES = {
-    nn.ReLU: lambda d, out: d.mul_(out > 0),
-    nn.Tanh: lambda d, out: d.mul_(1 - out * out),
-    nn.Sigmoid: lambda d, out: d.mul_(out * (1 - out)),
+    nn.ReLU: (torch.relu, lambda d, out: d.mul_(out > 0)),
+    nn.Tanh: (torch.tanh, lambda d, out: d.mul_(1 - out * out)),
+    nn.Sigmoid: (torch.sigmoid, lambda d, out: d.mul_(out * (1 - out))),
 }
 
 
 def _forward_one(ops: tuple[_Op, ...], theta: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """One parameter vector's forward (rows, features), keeping what the backward needs: each
-    Linear's input and each activation's output."""
+    """One parameter vector's forward, feature-major (features, rows), keeping what the backward
+    needs: each Linear's input and each activation's output."""
     tape = []
     for op in ops:
         if isinstance(op, _Linear):
             tape.append(h)
             W = theta[op.weight].view(op.shape)
-            h = h @ W.T if op.bias is None else torch.addmm(theta[op.bias], h, W.T)
+            h = W @ h if op.bias is None else torch.addmm(theta[op.bias][:, None], W, h)
         else:
-            h = op(h)
+            h = _DERIVATIVES[type(op)][0](h)
             tape.append(h)
     return h, tape
 
 
 def _backward_one(ops: tuple[_Op, ...], theta: torch.Tensor, tape: list, d: torch.Tensor, grad: torch.Tensor,
                   *, input_grad: bool = False) -> torch.Tensor | None:
-    """The chain rule back through ``ops`` from ``d`` = dL/d(output): writes each Linear's weight and
-    bias gradients into their slices of ``grad``; returns dL/d(input) when ``input_grad``."""
+    """The chain rule back through ``ops`` from ``d`` = dL/d(output) (features, rows): writes each
+    Linear's weight and bias gradients into their slices of ``grad``; returns dL/d(input) when
+    ``input_grad``."""
     for i in range(len(ops) - 1, -1, -1):
         op = ops[i]
         if isinstance(op, _Linear):
-            torch.mm(d.T, tape[i], out=grad[op.weight].view(op.shape))
+            torch.mm(d, tape[i].T, out=grad[op.weight].view(op.shape))
             if op.bias is not None:
-                torch.sum(d, 0, out=grad[op.bias])
+                torch.sum(d, 1, out=grad[op.bias])
             if i == 0 and not input_grad:
                 return None
-            d = d @ theta[op.weight].view(op.shape)
+            d = theta[op.weight].view(op.shape).T @ d
         else:
-            d = _DERIVATIVES[type(op)](d, tape[i])
+            d = _DERIVATIVES[type(op)][1](d, tape[i])
     return d
 
 
-def _cross_entropy_gradient(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d/dlogits of the mean cross-entropy of (B, C) logits: ``(softmax − onehot(y)) / B``."""
-    d = torch.softmax(logits, 1)
-    d[torch.arange(len(y)), y] -= 1
-    return d.div_(len(y))
+def _cross_entropy_gradient(logits: torch.Tensor, onehot: torch.Tensor, scale: float) -> torch.Tensor:
+    """d/dlogits of ``w ·`` the mean cross-entropy, class-major logits (C, B):
+    ``w·(softmax − onehot)/B`` with ``onehot`` = ``w·onehotᵀ/B`` and ``scale`` = ``w/B``."""
+    return torch.softmax(logits, 0).mul_(scale).sub_(onehot)
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, _StackedPlan | None]] = weakref.WeakKeyDictionary()
@@ -406,7 +450,8 @@ def batched_accuracy(model: nn.Module, params: torch.Tensor, X: torch.Tensor, y:
           f"an (N, {layout.size}) stack of flat parameter vectors")
     if isinstance(model, MultiTaskNet):
         check(task in model.heads, "task", task, f"one of the heads {list(model.heads)}")
-    params = params.to(next(model.parameters()).dtype)
+    first = next(model.parameters())
+    params = params.to(device=first.device, dtype=first.dtype)
     out = []
     with torch.no_grad():
         for p in params:

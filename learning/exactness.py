@@ -112,7 +112,8 @@ def check_traversable(
     buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
     grads = [p.grad for p in params]
     try:
-        with torch.random.fork_rng(devices=[]):
+        # the global RNGs the probe touches: the CPU's and, when the model runs on CUDA, that device's
+        with torch.random.fork_rng(devices=[X.device.index or 0] if X.device.type == "cuda" else []):
             torch.manual_seed(0x7E57)
             culprit = _probe(model, X, field, value)
             if culprit is not None:
@@ -133,7 +134,7 @@ def _identity(model, loss_fn, X, Y, engine, n_members, field, value) -> Exactnes
     k = max(2, min(int(n_members), B))
     cuts = [B // 2, B // 2 + B // 3] if k >= 3 else [B // 2]  # unequal members: 16, 10, 6 of 32 rows
     index = np.split(np.arange(B), cuts)
-    batches = [(X[torch.from_numpy(ix)], Y[torch.from_numpy(ix)]) for ix in index]
+    batches = [(X[torch.from_numpy(ix).to(X.device)], Y[torch.from_numpy(ix).to(Y.device)]) for ix in index]
     used = engine
     try:
         full = batch_gradient(model, loss_fn, X, Y)
@@ -192,7 +193,7 @@ def _probe(model: nn.Module, X: torch.Tensor, field: str, value: str) -> tuple[s
             return "random", ca.name, ca.module
     Xp = X.clone()
     if X.is_floating_point():  # row 0 moved by about (1 + the data's spread) in every feature
-        noise = torch.randn(X[0].shape, generator=torch.Generator().manual_seed(0x0E0), dtype=X.dtype)
+        noise = torch.randn(X[0].shape, generator=torch.Generator().manual_seed(0x0E0), dtype=X.dtype).to(X.device)
         Xp[0] = X[0] + (1.0 + float(X.std())) * noise
     else:
         Xp[0] = X[1]

@@ -101,6 +101,8 @@ class RuleFilter(ValueFilter):
         if self._zero is None:
             self.bind(ctx.layout)
         assert self._zero is not None and self._trunk is not None
+        if self._zero.device != g.device:  # masks are built on the CPU; kept where the pieces are
+            self._zero, self._trunk = self._zero.to(g.device), self._trunk.to(g.device)
         out = g
         if self.reject_heads:
             pieces = ctx.task_pieces
@@ -146,9 +148,9 @@ class HalfSpaceProjection(ValueFilter):
             return g - (dots[0] / (a @ a)) * a
         from scipy.optimize import nnls
 
-        A64 = A.double().numpy()
-        lam, _ = nnls(A64.T, -g.double().numpy(), maxiter=50 * A.shape[0])
-        out = g.double() + torch.from_numpy(A64.T @ lam)
+        A64 = A.double().cpu().numpy()
+        lam, _ = nnls(A64.T, -g.double().cpu().numpy(), maxiter=50 * A.shape[0])
+        out = g.double() + torch.from_numpy(A64.T @ lam).to(g.device)
         # one Newton-free clean-up pass: remove residual round-off violations one constraint at a time
         for a in A.double():
             d = out @ a
@@ -295,6 +297,8 @@ class LearnedAdmissibility(ValueFilter):
 
     def probability(self, delta: torch.Tensor) -> torch.Tensor:
         """Admissibility probability ``σ(r̂(Δ) − r̂(0))`` of outcomes Δ (…, K)."""
+        if self.weights.device != delta.device:
+            self.weights = self.weights.to(delta.device)
         return torch.sigmoid(_features(delta.double()) @ self.weights)
 
     def __call__(self, g: torch.Tensor, ctx: FilterContext) -> torch.Tensor:
@@ -425,7 +429,7 @@ class ValueReference:
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, groups: dict[str, torch.Tensor]) -> None:
         self.X, self.y = X, y
-        self.groups = {k: torch.as_tensor(ix, dtype=torch.long) for k, ix in groups.items()}
+        self.groups = {k: torch.as_tensor(ix, dtype=torch.long).to(X.device) for k, ix in groups.items()}
         for k, ix in self.groups.items():
             check(len(ix) > 0, "value reference group", k, "a group with at least one reference row")
 

@@ -50,8 +50,8 @@ def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_r
     bound per row; None compares plain norms. Returns new tensors; ``pieces`` is not modified."""
     check(max_ratio > 0 and np.isfinite(max_ratio), "max_ratio", max_ratio, "a finite number > 0")
     n = pieces.shape[0]
-    norms = pieces.detach().double().norm(dim=1).numpy() if n else np.zeros(0)
-    finite_rows = torch.isfinite(pieces).all(dim=1).numpy() if n else np.zeros(0, bool)
+    norms = pieces.detach().double().norm(dim=1).cpu().numpy() if n else np.zeros(0)
+    finite_rows = torch.isfinite(pieces).all(dim=1).cpu().numpy() if n else np.zeros(0, bool)
     excluded = ~(finite_rows & np.isfinite(norms))
     rows = np.ones(n) if sizes is None else np.maximum(np.asarray(sizes, dtype=float), 1.0)
     check(rows.shape == (n,), "sizes", rows.shape, f"one size per piece ({n})")
@@ -60,7 +60,7 @@ def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_r
     clipped = np.zeros(n, dtype=bool)
     out = pieces.clone()
     if excluded.any():
-        out[torch.from_numpy(excluded)] = 0.0
+        out[torch.from_numpy(excluded).to(out.device)] = 0.0
     if live.size:
         bound = max_ratio * float(np.quantile(live, REFERENCE_QUANTILE)) * rows
         with np.errstate(invalid="ignore"):
@@ -68,5 +68,5 @@ def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_r
         if clipped.any():
             scale = np.where(clipped, bound / np.where(clipped, norms, 1.0), 1.0)
             # scale in float64: a piece of 1e30 × D entries in float32 must not overflow on the way
-            out = (out.double() * torch.from_numpy(scale)[:, None]).to(pieces.dtype)
+            out = (out.double() * torch.from_numpy(scale).to(out.device)[:, None]).to(pieces.dtype)
     return Guarded(out, excluded, clipped)

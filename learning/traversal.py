@@ -122,7 +122,7 @@ def gather(members: Sequence[MemberBatch], batch: VirtualBatch) -> list[MemberBa
     """Each member's rows of ``batch`` as ``(X_i, y_i)`` (the member side of a traversal)."""
     out = []
     for (X, y), ix in zip(members, batch.index, strict=True):
-        t = torch.from_numpy(ix)
+        t = torch.from_numpy(ix).to(X.device)
         out.append((X.index_select(0, t), y.index_select(0, t)))
     return out
 
@@ -372,17 +372,19 @@ def _grouped(model, loss_fn, X, y, sizes):
 
 def _pieces_from_factors(model, layers, sizes):
     n, B = len(sizes), int(sizes.sum())
-    zero_pad, any_pad, width = _padding_index(sizes)
     params = list(model.parameters())
+    device = params[0].device
+    zero_pad, any_pad, width = _padding_index(sizes)
+    zero_pad, any_pad = zero_pad.to(device), any_pad.to(device)
     layout = _param_slices(model)
     size = layout[-1][1] if layout else 0
     # large models: every piece is written straight into its slice of one (N, D) buffer; small ones:
     # temporaries and one concatenation (strided writes cost more than the copy there)
     direct = n * size >= _DIRECT_WRITE_ENTRIES
-    pieces = torch.empty(n, size, dtype=params[0].dtype) if direct else None
+    pieces = torch.empty(n, size, dtype=params[0].dtype, device=device) if direct else None
     views: dict[int, torch.Tensor] = {}
     for p, (lo, hi) in zip(params, layout, strict=True):
-        views[id(p)] = pieces[:, lo:hi] if direct else torch.empty(n, hi - lo, dtype=p.dtype)
+        views[id(p)] = pieces[:, lo:hi] if direct else torch.empty(n, hi - lo, dtype=p.dtype, device=p.device)
     for mod, a, d in layers:
         if d is None:
             for p in mod.parameters(recurse=False):
@@ -422,7 +424,7 @@ def _vmap(model, loss_fn, X, y, sizes):
 
     per_row = vmap(grad(row_loss), in_dims=(None, 0, 0))(params, X, y)
     flat = torch.cat([per_row[k].reshape(B, -1) for k in params], dim=1) / B
-    seg = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes))
+    seg = torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes)).to(flat.device)
     pieces = flat.new_zeros(len(sizes), flat.shape[1]).index_add_(0, seg, flat)
     with torch.no_grad():
         loss = loss_fn(model(X), y)
@@ -436,7 +438,7 @@ def _loop(model, loss_fn, member_batches):
     total = 0.0
     for Xi, yi in member_batches:
         if Xi.shape[0] == 0:
-            rows.append(torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype))
+            rows.append(torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device))
             continue
         li = loss_fn(model(Xi), yi) * (Xi.shape[0] / B)
         grads = torch.autograd.grad(li, params, allow_unused=True)
@@ -444,7 +446,7 @@ def _loop(model, loss_fn, member_batches):
             (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)
         ]))
         total += float(li.detach())
-    return torch.stack(rows), torch.tensor(total, dtype=params[0].dtype)
+    return torch.stack(rows), torch.tensor(total, dtype=params[0].dtype, device=params[0].device)
 
 
 def batch_gradient(model: nn.Module, loss_fn: LossFn, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

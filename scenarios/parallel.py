@@ -96,12 +96,70 @@ def local_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterato
         return
     from joblib import Parallel, delayed
 
-    os.environ[COORDINATOR_ENV] = str(os.getpid())  # inherited by the workers: see die_with_parent
+    _mark_coordinator()
     with warnings.catch_warnings():
         # loky replaces a worker whose memory grew by more than 300 MB after a large run; the result is
         # kept and nothing is lost, so its warning would only alarm
         warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
         yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(fn)(item) for item in items)
+
+
+class Started:
+    """Workers started by :func:`start_workers`: :meth:`ready` waits until each has warmed up;
+    :meth:`close` lets go of what was not waited for (quietly), e.g. when planning failed."""
+
+    def __init__(self, ready: Callable[[], None] = lambda: None, close: Callable[[], None] = lambda: None) -> None:
+        self._ready, self._close = ready, close
+
+    def ready(self) -> None:
+        self._ready()
+        self._close = lambda: None
+
+    def close(self) -> None:
+        self._close()
+
+
+def start_workers(warm: Callable[[], Any], *, workers: int = 1, client: Any = None) -> Started:
+    """Start the workers now, each calling ``warm`` once (e.g. importing the scenario library: seconds
+    per process), so that they start while the coordinator plans; call ``ready()`` on the result
+    before mapping. Locally, the joblib processes started here are the ones the next
+    :func:`local_map` with as many workers uses (joblib reuses its loky executor); on Dask, one call
+    per connected worker. ``warm`` should not raise (a failing start-up is better reported by the
+    tasks themselves). Nothing to start for one local worker (the coordinator runs the tasks)."""
+    if client is not None:
+        addresses = list(client.ncores())  # every connected worker
+        futures = [client.submit(warm, workers=[a], allow_other_workers=False, pure=False) for a in addresses]
+        return Started(lambda: client.gather(futures, errors="skip"), lambda: client.cancel(futures))
+    if workers == 1:
+        return Started()
+    from joblib import Parallel, delayed
+
+    _mark_coordinator()
+    started = Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(warm)() for _ in range(workers))
+
+    def ready() -> None:
+        for _ in started:  # consumed to the end: a generator dropped early aborts its workers
+            pass
+
+    def close() -> None:
+        with warnings.catch_warnings():  # joblib warns that the warm-up's results went unused
+            warnings.simplefilter("ignore")
+            started.close()
+
+    return Started(ready, close)
+
+
+def _mark_coordinator() -> None:
+    """Before a local pool starts: mark this process as the coordinator (inherited by the workers: see
+    :func:`die_with_parent`) and fix the start method to "spawn". Importing mesa sets the default
+    start method to "spawn" (``mesa/batchrunner.py``), joblib takes its workers' start method from
+    that default at every call and starts a new executor when it changed: workers started before the
+    scenario library was imported (:func:`start_workers`) would be dropped and started again."""
+    import multiprocessing
+
+    os.environ[COORDINATOR_ENV] = str(os.getpid())
+    if multiprocessing.get_start_method(allow_none=True) != "spawn":
+        multiprocessing.set_start_method("spawn", force=True)
 
 
 def connect(address: str, timeout: float = 20.0) -> Any:

@@ -42,8 +42,8 @@ from scenarios import stats
 from scenarios.config import Section, flatten, flatten_sections, read_toml, validate
 from scenarios.figures import sweep_figures
 from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, write_json
-from scenarios.parallel import connect, parallel_map, worker_setup
-from scenarios.registry import get, resolve
+from scenarios.parallel import Started, connect, parallel_map, start_workers, worker_setup
+from scenarios.registry import get, registry, resolve
 from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, parquet_bytes, write_parquet
 from scenarios.runner import execute
 
@@ -158,7 +158,7 @@ def run_task(spec: RunSpec) -> tuple[str, bytes | None, dict[str, Any]]:
     worker_setup()
     try:
         resolved = resolve(spec.target, seed=spec.seed, assignments=spec.assignments)
-        frame, summary, _ = execute(resolved, run_id=spec.run_id)
+        frame, summary, _ = execute(resolved, run_id=spec.run_id, param_columns=False)
     except Exception as exc:  # one failed run must not stop the others
         error = f"{type(exc).__name__}: {exc}"
         if exc.__cause__ is not None:  # e.g. a plug-in's own exception under the line that names it
@@ -177,7 +177,8 @@ def narrow(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.drop(columns=[c for c in frame.columns if c.startswith(PARAM_PREFIX)])
     for col in out.columns:
         if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):  # pandas ≥ 3: text is "str"
-            out[col] = out[col].astype("category")
+            # categories in order of appearance, as results.parquet's dictionaries always were
+            out[col] = pd.Categorical(out[col], categories=out[col].dropna().unique())
     return out
 
 
@@ -204,17 +205,30 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
         raise InputError("--workers", workers, "an integer ≥ 1")
     path = Path(path)
     sweep = load_sweep(path)
-    specs = plan(sweep, path)
     client = connect(scheduler, connect_timeout) if scheduler and not combine_only else None
+    # the workers start (each imports the library, seconds) while this process plans
+    started = start_workers(warm_worker, workers=workers, client=client) if not combine_only else Started()
     try:
-        return _run_and_combine(path, sweep, specs, out, workers, client, progress, combine_only)
+        specs = plan(sweep, path)
+        return _run_and_combine(path, sweep, specs, out, workers, client, progress, combine_only, started)
     finally:
+        started.close()
         if client is not None:
             client.close()
 
 
+def warm_worker() -> None:
+    """A worker's first call (:func:`scenarios.parallel.start_workers`): its set-up and the scenario
+    library's imports (torch among them), done while the coordinator plans."""
+    import contextlib
+
+    worker_setup()
+    with contextlib.suppress(Exception):  # a library that fails to import is reported by the runs themselves
+        registry()
+
+
 def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Path | None, workers: int,
-                     client: Any, progress: bool, combine_only: bool) -> SweepOutcome:
+                     client: Any, progress: bool, combine_only: bool, started: Started) -> SweepOutcome:
     out = prepare_folder(Path("results") / "sweeps" / path.stem if out is None else Path(out))
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -226,6 +240,7 @@ def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Pa
     todo = [] if combine_only else [s for s in specs if s.run_id not in done]
     ran = failed = 0
     if todo:
+        started.ready()
         stream = parallel_map(run_task, todo, workers=workers, client=client,
                               keys=[f"coopsim-{s.run_id}" for s in todo])
         with _progress(progress, len(specs), len(specs) - len(todo)) as advance:
@@ -325,11 +340,18 @@ def stream_results(path: Path, files: list[Path]) -> Path:
     schema = pa.schema(fields)
 
     def write(tmp: Path) -> None:
-        with pq.ParquetWriter(tmp, schema) as writer:
+        # min/max statistics only where they can skip row groups (one or more per run): on the columns
+        # that tell runs apart and on round; computing them on every column took a third of the write
+        stats = [n for n in names if n in STATISTICS_COLUMNS]
+        with pq.ParquetWriter(tmp, schema, write_statistics=stats) as writer:
             for f in files:
                 writer.write_table(_conform(pq.read_table(f), schema))
 
     return atomic_write(Path(path), write)
+
+
+#: the columns of ``results.parquet`` with min/max statistics (they tell runs apart, or order rows)
+STATISTICS_COLUMNS = ("run_id", "seed", "point", "repeat", "replicate", "round")
 
 
 def _column_type(types: list[Any]) -> Any:

@@ -1,9 +1,10 @@
 """The real learning mode of the cooperative (SPEC §6): torch training through ``learning/``.
 
 :class:`RealBackend`: members' contributed rows, their value filters, TL (or FedAvg) rounds,
-one-step counterfactual credit (V3) per TL step with batched evaluation, and each round's
-per-member updates for model-reward mechanisms. Its sibling ``sim.surrogate.SurrogateBackend``
-replaces training with a learning curve; both return a :class:`sim.outcome.RoundOutcome`.
+one-step counterfactual credit (V3) per TL step with batched evaluation (or its first-order term,
+``training.credit``), and each round's per-member updates for model-reward mechanisms. Its sibling
+``sim.surrogate.SurrogateBackend`` replaces training with a learning curve; both return a
+:class:`sim.outcome.RoundOutcome`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import torch
 from coopsim.errors import InputError
 from economics.valuation import fedavg_first_order, fedavg_one_step_counterfactual, one_step_first_order
 from learning.data import load_dataset, split, with_risk_task
+from learning.device import resolve_device
 from learning.evaluation import (
+    ValidationGradient,
     accuracy,
     batched_accuracy,
     batched_loss,
@@ -45,6 +48,7 @@ class RealBackend:
         self.config = config
         tc = config.training
         self.seed = seed
+        self.device = resolve_device(tc.device)  # "cuda" without a CUDA device: InputError on training.device
         data = load_dataset(tc.dataset, seed=derive_seed(seed, 11))
         self.multitask = tc.model == "multitask"
         if self.multitask:
@@ -52,11 +56,13 @@ class RealBackend:
         self.splits = split(data, seed=derive_seed(seed, 12))
         self.n_classes = data.n_classes
         self.train = self.splits.train
-        self.X_val, self.y_val = dataset_tensors(self.splits.val)
-        self.X_test, self.y_test = dataset_tensors(self.splits.test)
+        self.X_val, self.y_val = (t.to(self.device) for t in dataset_tensors(self.splits.val))
+        self.X_test, self.y_test = (t.to(self.device) for t in dataset_tensors(self.splits.test))
+        # initialised on the CPU from a CPU generator (the same weights on any device), then moved
         self._make = lambda key: build_model(tc.model, data.n_features, data.n_classes,
                                              seed=derive_seed(seed, 13, key), hidden=tc.hidden,
-                                             image_shape=data.image_shape, task_classes=data.task_classes or None)
+                                             image_shape=data.image_shape,
+                                             task_classes=data.task_classes or None).to(self.device)
         self.model = self._make(0)
         self.loss_fn = default_loss(self.model)
         if tc.substrate == "tl" and is_model_factory(tc.model):  # a user's model: TL must stay exact for it
@@ -92,8 +98,9 @@ class RealBackend:
         n = len(y)
         noisy = rng.permutation(n)[: round(label_noise * n)]
         wrong = (y[noisy] + torch.from_numpy(rng.integers(1, self.n_classes, len(noisy)))) % self.n_classes
-        self._pools[index] = {"X": X, "Y": Y, "noisy": torch.from_numpy(noisy), "wrong": wrong,
-                              "behaviour": behaviour}
+        dev = self.device  # drawn on the CPU, kept where training runs
+        self._pools[index] = {"X": X.to(dev), "Y": Y.to(dev), "noisy": torch.from_numpy(noisy).to(dev),
+                              "wrong": wrong.to(dev), "behaviour": behaviour}
         self._profiles[index] = (ValueProfile.from_spec(profile, self.layout, seed=derive_seed(self.seed, 18, index),
                                                         n_classes=self.n_classes)
                                  if profile is not None and not profile.is_empty else None)
@@ -140,8 +147,8 @@ class RealBackend:
                 X = X[:1].expand(len(X), -1).clone()
                 Y = Y[:1].expand(len(Y), *Y.shape[1:]).clone()
             else:
-                X = torch.rand(X.shape, generator=gen)
-                labels[:] = torch.randint(0, self.n_classes, (len(labels),), generator=gen)
+                X = torch.rand(X.shape, generator=gen).to(X.device)  # CPU draws: the same rows on any device
+                labels[:] = torch.randint(0, self.n_classes, (len(labels),), generator=gen).to(labels.device)
         out = (X[:n], Y[:n])
         self._cache[key] = out
         return out
@@ -166,8 +173,8 @@ class RealBackend:
 
     # ------------------------------------------------------------------ one round
     def _loss_at(self, params: np.ndarray) -> np.ndarray:
-        P = torch.from_numpy(params).to(self.theta0.dtype)
-        return batched_loss(self.model, self.loss_fn, P, self.X_val, self.y_val).double().numpy()
+        P = torch.from_numpy(params).to(device=self.device, dtype=self.theta0.dtype)
+        return batched_loss(self.model, self.loss_fn, P, self.X_val, self.y_val).double().cpu().numpy()
 
     def train_round(self, round_index: int, members: list, tamper_kinds: list[str | None]) -> RoundOutcome:
         """Train one round on the members' contributions; credit each member (V3)."""
@@ -187,7 +194,8 @@ class RealBackend:
                 deltas_t = torch.from_numpy(deltas)  # shares deltas' memory: accumulated in place
 
                 def credit_hook(rec) -> None:
-                    self._credit_step(rec, credit, deltas_t, round_index)
+                    self._credit_step(rec, credit, round_index)
+                    deltas_t.add_(rec.filtered.cpu(), alpha=-rec.lr)  # the round's displacements −η g̃_i
                     excluded[:] |= rec.excluded
 
                 done, epoch = 0, 0
@@ -203,7 +211,7 @@ class RealBackend:
                 keep = rows > 0
                 sub = [d for d, k in zip(data, keep, strict=True) if k]
                 rec = self.trainer.round(sub, round_index, tamper=self._subset_tamper(tamper, keep))
-                if not np.all(np.isfinite(rec.theta_after.double().numpy())):
+                if not np.all(np.isfinite(rec.theta_after.double().cpu().numpy())):
                     self._diverged(round_index)
                 try:
                     if tc.credit == "first_order":  # the linear term of the V3 analogue (docs/model.md)
@@ -211,29 +219,32 @@ class RealBackend:
                         credit[keep] = fedavg_first_order(rec.updates.double().cpu().numpy(), rec.weights,
                                                           grad.double().cpu().numpy())
                     else:
-                        credit[keep] = fedavg_one_step_counterfactual(rec.theta.double().numpy(),
-                                                                      rec.updates.double().numpy(), rec.weights,
-                                                                      self._loss_at)
+                        credit[keep] = fedavg_one_step_counterfactual(rec.theta.double().cpu().numpy(),
+                                                                      rec.updates.double().cpu().numpy(),
+                                                                      rec.weights, self._loss_at)
                 except InputError:
                     self._diverged(round_index)
-                deltas[keep] = rec.updates.double().numpy()
+                deltas[keep] = rec.updates.double().cpu().numpy()
                 if rec.excluded is not None:
                     excluded[np.flatnonzero(keep)[rec.excluded]] = True
             credit[excluded] = 0.0
         acc = accuracy(self.model, self.X_test, self.y_test)
         return RoundOutcome(acc, loss_value(self.model, self.loss_fn, self.X_val, self.y_val), credit, deltas, rows)
 
-    def _credit_step(self, rec, credit: np.ndarray, deltas: torch.Tensor, round_index: int) -> None:
-        """One TL step's credit added to ``credit`` and its displacements ``−η g̃_i`` to ``deltas``
-        (float64, in place). ``training.credit``: "exact" evaluates (V3) for every member with a non-zero
-        piece in one batched call built from the trainer's tensors (``counterfactual_losses``: no numpy
-        or float64 copy of the (N, D) pieces); "first_order" takes its linear term η·⟨g̃_i, ∇L_val(θ)⟩
-        (``economics.valuation.one_step_first_order``), one validation gradient per step."""
+    def _credit_step(self, rec, credit: np.ndarray, round_index: int) -> None:
+        """One TL step's credit, added to ``credit``. ``training.credit``: "exact" evaluates (V3) for
+        every member with a non-zero piece in one batched call built from the trainer's tensors
+        (``counterfactual_losses``: no numpy or float64 copy of the (N, D) pieces); "first_order" takes
+        its linear term η·⟨g̃_i, ∇L_val(θ)⟩ (``economics.valuation.one_step_first_order``), one
+        validation gradient per step."""
         pieces = rec.filtered
         if not _all_finite(rec.theta):
             self._diverged(round_index)
         if self.config.training.credit == "first_order":
-            grad = validation_gradient(self.model, self.loss_fn, rec.theta, self.X_val, self.y_val)
+            grad_at = getattr(self, "_grad_at", None)  # built on first use: layers, Xᵀ and targets resolved once
+            if grad_at is None:
+                grad_at = self._grad_at = ValidationGradient(self.model, self.loss_fn, self.X_val, self.y_val)
+            grad = grad_at(rec.theta)
             try:  # checks that the pieces and the gradient are finite
                 credit += one_step_first_order(pieces.cpu().numpy(), rec.lr, grad.cpu().numpy())
             except InputError:  # non-finite pieces or gradient, or overflowing products: name the settings
@@ -246,7 +257,6 @@ class RealBackend:
             if not (np.isfinite(base) and np.all(np.isfinite(values))):
                 self._diverged(round_index)
             credit[rows.cpu().numpy()] += base - values
-        deltas.add_(pieces.cpu(), alpha=-rec.lr)
 
     def _diverged(self, round_index: int) -> None:
         """The shared model or a reported piece became non-finite (with the guard off): the error names
@@ -266,6 +276,7 @@ class RealBackend:
             for i, kind in enumerate(kinds):
                 if kind == "random_gradient":
                     noise = torch.randn(pieces.shape[1], generator=self._noise_gen, dtype=pieces.dtype)
+                    noise = noise.to(pieces.device)  # drawn on the CPU: the same draws on any device
                     out[i] = noise * (pieces[i].norm() / noise.norm().clamp_min(1e-12))
                 elif kind == "scaled_gradient":
                     out[i] = pieces[i] * scale
@@ -277,10 +288,11 @@ class RealBackend:
     def _subset_tamper(tamper, keep: np.ndarray):
         if tamper is None:
             return None
-        idx = torch.from_numpy(np.flatnonzero(keep))
+        where = torch.from_numpy(np.flatnonzero(keep))
 
         def sub(updates: torch.Tensor) -> torch.Tensor:
-            full = torch.zeros(len(keep), updates.shape[1], dtype=updates.dtype)
+            idx = where.to(updates.device)
+            full = torch.zeros(len(keep), updates.shape[1], dtype=updates.dtype, device=updates.device)
             full[idx] = updates
             return tamper(full)[idx]
 
@@ -293,7 +305,7 @@ class RealBackend:
 
     @property
     def theta(self) -> np.ndarray:
-        return flat_params(self.model).double().numpy()
+        return flat_params(self.model).double().cpu().numpy()
 
     def split_tensors(self, flat: np.ndarray) -> list[np.ndarray]:
         """A flat vector as one array per parameter tensor (for per-tensor top-k, C5)."""
@@ -304,8 +316,8 @@ class RealBackend:
         """Test accuracy of each parameter vector (rows)."""
         if len(params) == 0:
             return np.zeros(0)
-        P = torch.from_numpy(np.asarray(params)).to(self.theta0.dtype)
-        return batched_accuracy(self.model, P, self.X_test, self.y_test).numpy()
+        P = torch.from_numpy(np.asarray(params)).to(device=self.device, dtype=self.theta0.dtype)
+        return batched_accuracy(self.model, P, self.X_test, self.y_test).cpu().numpy()
 
 
 def _all_finite(t: torch.Tensor) -> bool:
@@ -323,7 +335,7 @@ class RealSharedModel:
         self._backend = backend
 
     def initial(self) -> np.ndarray:
-        return self._backend.theta0.double().numpy().copy()
+        return self._backend.theta0.double().cpu().numpy().copy()
 
     def current(self) -> np.ndarray:
         return self._backend.theta

@@ -3,6 +3,7 @@ description, and a bad value fails at construction with a message naming the fie
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import (
 
 from coopsim.errors import InputError
 from learning.data import DATASETS, DataFile, as_data_file, check_rows, load_dataset
+from learning.device import DEVICES
 from learning.filters import ValueProfileSpec
 from learning.models import MODELS, build_user_model, default_loss, is_model_factory
 from learning.partition import PARTITIONS
@@ -67,22 +69,32 @@ class ProfileShare(_Strict):
     profile: ValueProfileSpec = Field(default_factory=ValueProfileSpec, description="the value profile")
 
 
-#: upper bounds on counts (overridable only where the field says so)
-MAX_PRINCIPALS = 1_000_000
+#: upper bounds on counts (overridable only where the field says so); how many principals fit is
+#: decided by the machine's memory when the model is built (``CooperativeConfig.estimated_gb``)
+MAX_PRINCIPALS = 100_000_000
 MAX_ROUNDS = 1_000_000
 MAX_HOURS = 12.0
 #: populations above this size record no agent-level rows unless collect_agents = true
 AUTO_AGENT_ROWS = 1_000
-#: measured cost of one principal-round (benchmarks/bench_sim.py: surrogate 6–22 µs per agent-step at
-#: 10,000 principals; real: about 17 ms per 20-member round, under 1 ms per member-round)
-SECONDS_PER_AGENT_ROUND = {"surrogate": 25e-6, "real": 1e-3}
+#: measured costs on a 2-core machine (benchmarks/bench_sim.py): seconds per round, per principal-round
+#: (surrogate: 1–2 µs at 10,000 principals; real: about 17 ms per 20-member round) and per principal
+#: built (surrogate: about 11 s for a million)
+SECONDS_PER_ROUND = {"surrogate": 1e-3, "real": 0.0}
+SECONDS_PER_AGENT_ROUND = {"surrogate": 3e-6, "real": 1e-3}
+SECONDS_PER_PRINCIPAL = {"surrogate": 12e-6, "real": 0.0}
+#: measured memory (benchmarks/bench_sim.py): the interpreter with torch and Mesa, each principal (a
+#: Mesa agent, its columns, its strategy's estimates and a round's temporaries), and each agent-level
+#: row the DataCollector keeps
+BASE_GB = 0.35
+KB_PER_PRINCIPAL = 2.0
+KB_PER_AGENT_ROW = 0.7
 
 
 class PopulationConfig(_Strict):
     """Who the principals are."""
 
     n_principals: PositiveInt = Field(20, le=MAX_PRINCIPALS, description="number of principals (sybil identities add "
-                                      f"agents); at most {MAX_PRINCIPALS:,} (memory: each is a Mesa agent)")
+                                      f"agents); as many as memory holds (about {KB_PER_PRINCIPAL:g} KB each)")
     behaviours: dict[str, float] = Field(default_factory=lambda: {"honest": 1.0},
                                          description=f"share of each behaviour type, from {list(BEHAVIOURS)}")
     strategy: str = Field("best_response", description=f"how adaptive principals choose actions: one of "
@@ -162,6 +174,10 @@ class TrainingConfig(_Strict):
                                      "'first_order' (its linear term η·⟨g̃_i, ∇L_val(θ)⟩: one validation "
                                      "gradient per step, cheaper at many members; FedAvg: the same term of its "
                                      "V3 analogue); see docs/model.md, credit options")
+    device: Literal[DEVICES] = Field("auto", description="real mode: where torch trains and evaluates, 'auto' "
+                                     "(CUDA when torch sees one, else the CPU), 'cpu' or 'cuda' ('cuda' without a "
+                                     "CUDA device is refused when the model is built); same seed, same draws on "
+                                     "either device, but not bit-identical results (docs/model.md)")
     standalone_epochs: PositiveInt = Field(20, description="epochs of each principal's standalone model")
     surrogate_scale: PositiveFloat = Field(50.0, description="surrogate: rows of data per unit of the curve's m")
     surrogate_dim: PositiveInt = Field(16, description="surrogate: dimension of synthetic update vectors")
@@ -254,7 +270,7 @@ class CooperativeConfig(_Strict):
             raise InputError("rounds", self.rounds,
                              f"a run this machine finishes in under {MAX_HOURS:g} hours: {self.rounds:,} rounds × "
                              f"{self.population.n_principals:,} principals in {self.training.mode} mode is about "
-                             f"{hours:,.0f} hours (measured: {SECONDS_PER_AGENT_ROUND[self.training.mode] * 1e6:g} µs "
+                             f"{hours:,.1f} hours (measured: {SECONDS_PER_AGENT_ROUND[self.training.mode] * 1e6:g} µs "
                              f"per principal-round); lower rounds or population.n_principals, or set "
                              f"allow_long_runs = true")
         return self
@@ -266,8 +282,57 @@ class CooperativeConfig(_Strict):
             return self.collect_agents
         return self.population.n_principals <= AUTO_AGENT_ROWS
 
+    @property
+    def identities(self) -> int:
+        """Agents the population makes: principals, with each sybil owner's identities counted."""
+        pop = self.population
+        sybils = round(pop.behaviours.get("sybil", 0.0) * pop.n_principals)
+        return pop.n_principals + sybils * (pop.sybil_identities - 1)
+
     def estimated_hours(self) -> float:
-        """Wall time of one run on a 2-core machine, from the benchmarks' measured cost per
-        principal-round (``benchmarks/bench_sim.py``)."""
-        agent_rounds = self.rounds * self.population.n_principals
-        return agent_rounds * SECONDS_PER_AGENT_ROUND[self.training.mode] / 3600.0
+        """Wall time of one run on a 2-core machine, from the benchmarks' measured costs per round,
+        per principal-round and per principal built (``benchmarks/bench_sim.py``)."""
+        mode, n = self.training.mode, self.identities
+        seconds = (n * SECONDS_PER_PRINCIPAL[mode]
+                   + self.rounds * (SECONDS_PER_ROUND[mode] + n * SECONDS_PER_AGENT_ROUND[mode]))
+        return seconds / 3600.0
+
+    def estimated_gb(self) -> float:
+        """Peak memory of one run, from the benchmarks' measured costs per principal and per
+        agent-level row (``benchmarks/bench_sim.py``)."""
+        n = self.identities
+        rows = n * self.rounds if self.agents_collected else 0
+        return BASE_GB + (n * KB_PER_PRINCIPAL + rows * KB_PER_AGENT_ROW) / 2**20
+
+    def check_memory(self, available_gb: float | None = None) -> None:
+        """Refuse a run that cannot fit in memory (``available_gb``: default, what this machine has
+        available now), naming the field to lower and the most principals that fit."""
+        available = available_memory_gb() if available_gb is None else available_gb
+        need = self.estimated_gb()
+        if need <= available:
+            return
+        n = self.population.n_principals
+        per = (self.estimated_gb() - BASE_GB) / n  # GB per principal, as configured
+        most = max(0, int((available - BASE_GB) / per))
+        agents = " with agent-level rows (collect_agents)" if self.agents_collected else ""
+        raise InputError("population.n_principals", n,
+                         f"a population that fits in this machine's memory: {n:,} principals{agents} need about "
+                         f"{need:,.1f} GB and {available:,.1f} GB is available, so at most about {most:,} here "
+                         f"(measured: {KB_PER_PRINCIPAL:g} KB per principal, {KB_PER_AGENT_ROW:g} KB per agent-level "
+                         f"row)")
+
+
+def available_memory_gb() -> float:
+    """Memory available to a new run on this machine (``MemAvailable`` of ``/proc/meminfo``; the
+    physical memory where that is unknown; infinite where neither is)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return float("inf")

@@ -61,6 +61,7 @@ class CooperativeModel(mesa.Model):
         super().__init__(rng=int(rng))
         if not isinstance(config, CooperativeConfig):
             config = CooperativeConfig.model_validate(config or {})
+        config.check_memory()  # refuse, naming the limit, before allocating what cannot fit
         self.config = config
         self.seed = int(rng)
         tc = self.config.training

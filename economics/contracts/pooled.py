@@ -13,23 +13,30 @@ of N − 2 draws (two participants of known types plus the others, by exchangeab
 * ``E[a(S) | n_i >= 1] = (E[a(S)] − P(n_i = 0) E[a(S) | n_i = 0]) / P(n_i >= 1)``, where given
   ``n_i = 0`` the draws come from the other types, renormalised (the same formulas again).
 
-:class:`ConvolvedDraws` computes the distribution of ``R`` by convolution (binary powering, about
-``2 log2 N`` convolutions) on cells of width ``delta``: each cell holds the first four moments
-(mass, mean, variance, skewness) of the probability in it. A convolution of two such
-distributions is four FFT convolutions of the cells' moment arrays (binomial expansion of the
-moments of a sum); the probability landing in each result cell (width ``2 delta``) is then
-replaced by the two-point Gauss rule with the same four moments (positive weights, nodes inside
-the cell) and re-binned. Where no cell ever holds more than two atoms (few participants, or
-totals that lie apart), this is exact up to rounding; otherwise each reduction changes an
-expectation ``E[f(.)]`` by at most ``sup|f''''| (2 delta)^4 / 384`` times the mass reduced, so the
-error is of order ``(delta / S)^4`` relative for the smooth accuracy curves (their k-th derivative
-at a total ``S`` is of order ``a / S^k``). ``delta`` is set to ``RESOLUTION`` times the low end of
-the pooled total's bulk (mean − 4 sd), within ``[W / MAX_CELLS, W / MIN_CELLS]`` of the bulk's
-width ``W``; at the kink of the clipped generalisation bound (where ``a`` reaches 0) the error is
-instead of order ``jump(a') * delta`` times the probability of a total within ``2 delta`` of
-the kink. Tails whose probability is below ``TRIM`` are dropped after each convolution. Measured
-against enumeration (``tests/economics/test_econ_contracts_scale.py``): within 1e-10 relative for
-N <= 40 on every accuracy family; ``K = 5, N = 1024`` takes milliseconds per evaluation.
+:class:`ConvolvedDraws` builds the distribution of ``R`` by binary powering (about ``2 log2 N``
+additions of two independent totals). An addition of few atoms (at most ``DIRECT_PAIRS`` pairs)
+sums every pair and merges totals closer than ``MERGE`` cell widths (exact but for that). A
+larger one works on cells of width ``delta``, each holding the first four moments (mass, mean,
+variance, third moment) of the probability in it. The moment arrays are convolved by FFT
+(binomial expansion of the moments of a sum), and the probability landing in each result cell
+(width ``2 delta``) is replaced by the two-point Gauss rule with the same four moments (positive
+weights, nodes inside the cell). So the total's first three moments are exact, and a reduction
+changes an expectation ``E[f(.)]`` by at most ``sup|f''''| (2 delta)^4 / 384`` times the
+probability it moves: of order ``(delta / S)^4`` relative for the smooth accuracy curves, whose
+k-th derivative at a total ``S`` is of order ``a / S^k``. ``delta`` is ``RESOLUTION`` times the
+low end of the pooled total's bulk (mean − 4 sd), clipped so that ``MIN_CELLS`` to ``MAX_CELLS``
+cells span the bulk of ``R``. After each FFT addition, tails holding at most ``TRIM`` are
+dropped. A type-excluded distribution enters a budget with weight ``P(n_i = 0) / P(n_i >= 1)``;
+when that weight is small its cells are coarser, and below ``NEGLIGIBLE`` it is skipped.
+
+Accuracy, measured against enumeration in ``tests/economics/test_econ_contracts_scale.py``:
+within 6e-11 relative for N <= 40 on every accuracy family (value, budgets, gradients,
+Hessians), and within 4e-12 at N = 200–1024 where enumeration fits. The exception is the kink of
+the clipped generalisation bound, where ``a`` reaches 0. If a total lies within a few ``delta``
+of it with non-negligible probability, the error there is of order ``jump(a') * delta`` times that
+probability. We measured up to 1e-6 relative in the value and 1e-3 in the Hessian on menus built
+to put the pooled total around the kink (about 55 data points); solved menus keep it far away.
+Speed: ``K = 5, N = 1024`` takes a few milliseconds per evaluation.
 
 :class:`EnumeratedDraws` computes the same quantities from all enumerated outcomes
 (:class:`~economics.contracts.outcomes.Outcomes`): the reference, feasible while
@@ -38,6 +45,7 @@ N <= 40 on every accuracy family; ``K = 5, N = 1024`` takes milliseconds per eva
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,10 +57,10 @@ from scipy import fft
 from coopsim.errors import InputError, check
 from economics._checks import as_vector, positive_int, probabilities
 from economics.contracts.accuracy import AccuracyFunction
-from economics.contracts.outcomes import Outcomes
+from economics.contracts.outcomes import Outcomes, n_outcomes
 
 #: The ways to compute the expectations: convolution (default) and enumeration (the reference).
-METHODS: tuple[str, ...] = ("convolution", "enumeration")
+METHODS: tuple[str, ...] = ("auto", "convolution", "enumeration")
 
 #: Cell width as a fraction of the low end of the pooled total's bulk (accuracy knob, see above).
 RESOLUTION = 1e-3
@@ -60,14 +68,16 @@ RESOLUTION = 1e-3
 MIN_CELLS = 256
 MAX_CELLS = 4096
 #: Additions of at most this many pairs of atoms are done pair by pair (else by FFT on cells).
-DIRECT_PAIRS = 4096
+DIRECT_PAIRS = 8192
+#: Totals closer than this (in cell widths) are merged in a pair-by-pair addition.
+MERGE = 1e-9
 #: Smallest share of a cell's probability a Gauss node may carry (else one node at the mean).
 SPLIT = 1e-12
 #: Probability dropped from each tail after each convolution.
 TRIM = 1e-16
 #: Cells a distribution may span: the evaluation at every pair of types then holds arrays of
-#: 15 x 2^21 numbers (K = 5), several GiB in all, so a longer one is refused (never reached in practice:
-#: the cells span about ``MAX_CELLS`` bulks).
+#: 15 x 2^21 numbers (K = 5), several GiB in all, so a longer one is refused (not reached in
+#: practice: a distribution spans about ``MAX_CELLS`` cells, its bulk).
 CELL_LIMIT = 1 << 20
 #: A type-excluded distribution whose probability ``P(n_i = 0)`` is below this is skipped.
 NEGLIGIBLE = 1e-18
@@ -75,7 +85,7 @@ NEGLIGIBLE = 1e-18
 
 @dataclass(frozen=True, eq=False)
 class FirstMoments:
-    """Expectations over the type draws at one menu ``m`` (derivatives in ``m``; NaN-free).
+    """Expectations over the type draws at one menu ``m`` (derivatives in ``m``).
 
     ``value = E_n[a(n . m)]`` (P objective); ``budget[i] = E_{n|n_i>=1}[a(n . m)]`` (P-budget in
     accuracy units); with ``order >= 1``: ``grad[j] = E[n_j a'(n . m)]``, ``budget_jac[i, j]``;
@@ -279,31 +289,29 @@ def _trim(mass: np.ndarray) -> tuple[int, int]:
 
 def _add(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Atoms of the sum of independent draws of ``a`` and ``b`` (atoms: positions in cell widths,
-    weights), reduced to at most two per cell.
+    weights).
 
-    Few pairs (at most ``DIRECT_PAIRS``): every pair summed, then the Gauss rule of each occupied
-    width-1 cell (exact where a cell holds at most two distinct totals). Otherwise: the cells'
-    moments convolved by FFT, then the Gauss rule of each width-2 result cell, tails trimmed.
+    Few pairs (at most ``DIRECT_PAIRS``): every pair summed and totals closer than ``MERGE`` cell
+    widths merged at their mean (exact but for that merge). Otherwise: the cells' moments convolved
+    by FFT, then the two-point Gauss rule of each width-2 result cell, tails trimmed.
     """
     (pa, wa), (pb, wb) = a, b
     if pa.shape[0] * pb.shape[0] <= DIRECT_PAIRS:
         pos = (pa[:, None] + pb[None, :]).ravel()
         w = (wa[:, None] * wb[None, :]).ravel()
-        j = np.floor(pos)
-        lo = float(j.min())
-        if float(j.max()) - lo < 4.0 * pos.shape[0]:  # a short window: index the cells directly
-            c = _cells(pos, w)
-            occupied = np.flatnonzero(c.moments[0] != 0)
-            return _atoms(c.start + occupied.astype(np.float64), c.moments[:, occupied], 1.0)
-        cells, inv = np.unique(j, return_inverse=True)
-        u = pos - j
-        moments = np.empty((4, cells.shape[0]))
-        wu = w
-        for k in range(4):
-            moments[k] = np.bincount(inv, weights=wu, minlength=cells.shape[0])
-            if k < 3:
-                wu = wu * u
-        return _atoms(cells, moments, 1.0)
+        order = np.argsort(pos, kind="stable")
+        pos, w = pos[order], w[order]
+        new = np.empty(pos.shape[0], dtype=bool)
+        new[0] = True
+        new[1:] = np.diff(pos) > MERGE
+        if new.all():
+            return pos, w
+        group = np.cumsum(new) - 1
+        mass = np.bincount(group, weights=w)
+        first = pos[new]
+        centre = np.bincount(group, weights=w * (pos - first[group]))
+        safe = np.where(mass != 0, mass, 1.0)
+        return first + np.where(mass != 0, centre / safe, 0.0), mass
     ca = _cells(pa, wa)
     cb = ca if b is a else _cells(pb, wb)
     start, moments = _convolve(ca, cb)
@@ -314,7 +322,7 @@ def _add(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> 
 
 def _power(base: tuple[np.ndarray, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Atoms (positions in cell widths, weights) of the sum of ``n >= 1`` draws of ``base``
-    (binary powering: one addition per bit and per squaring, each followed by a reduction)."""
+    (binary powering: one addition per bit and per squaring)."""
     result: tuple[np.ndarray, np.ndarray] | None = None
     current = base
     while True:
@@ -382,27 +390,47 @@ class _Parts:
     hess: np.ndarray | None
 
 
-def _parts(
-    accuracy: AccuracyFunction, m: np.ndarray, q: np.ndarray, n: int, order: int, coarsen: float = 1.0
-) -> _Parts:
-    """Expectations for ``n`` draws from the normalised distribution ``q`` (zeros allowed)."""
+@functools.cache
+def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(k)
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """One type distribution's evaluation points: ``m_j + m_l + R`` for the pairs ``j <= l`` of its
+    types and the atoms ``(x, w)`` of ``R`` (N − 2 draws); for N = 1 just ``m_j``."""
+
+    types: np.ndarray
+    qs: np.ndarray
+    n: int
+    w: np.ndarray | None
+    points: np.ndarray
+
+
+def _plan(m: np.ndarray, q: np.ndarray, n: int, coarsen: float = 1.0) -> _Plan:
+    """The evaluation points for ``n`` draws from the normalised distribution ``q`` (zeros allowed)."""
     types = np.flatnonzero(q > 0)
     qs, ms = q[types], m[types]
-    size = m.shape[0]
-    k = types.shape[0]
     if n == 1:
-        derivs = accuracy.all(ms) if order else (accuracy.value(ms),)
-        u = [np.asarray(d, dtype=np.float64) for d in derivs]
-        pair = None
+        return _Plan(types, qs, n, None, ms)
+    x, w = sum_distribution(ms, qs, n - 2, n, coarsen)
+    jj, ll = _pairs(types.shape[0])
+    return _Plan(types, qs, n, w, ((ms[jj] + ms[ll])[:, None] + x[None, :]).ravel())
+
+
+def _parts(plan: _Plan, derivs: list[np.ndarray], size: int, order: int) -> _Parts:
+    """``V``, ``G`` and ``H`` (P objective and its derivatives) from ``a, a', a''`` at the plan's points."""
+    qs, n = plan.qs, plan.n
+    k = qs.shape[0]
+    pair = None
+    if plan.w is None:
+        u = derivs
     else:
-        x, w = sum_distribution(ms, qs, n - 2, n, coarsen)
-        jj, ll = np.triu_indices(k)
-        points = (ms[jj] + ms[ll])[:, None] + x[None, :]
-        derivs = accuracy.all(points) if order else (accuracy.value(points),)
+        jj, ll = _pairs(k)
         pair = []
         for d in derivs:
             t = np.empty((k, k))
-            t[jj, ll] = d @ w
+            t[jj, ll] = d.reshape(jj.shape[0], -1) @ plan.w
             t[ll, jj] = t[jj, ll]
             pair.append(t)
         u = [t @ qs for t in pair]
@@ -410,14 +438,27 @@ def _parts(
     grad = hess = None
     if order >= 1:
         grad = np.zeros(size)
-        grad[types] = n * qs * u[1]
+        grad[plan.types] = n * qs * u[1]
     if order == 2:
         h = np.diag(n * qs * u[2])
         if pair is not None:
             h = h + n * (n - 1) * np.outer(qs, qs) * pair[2]
         hess = np.zeros((size, size))
-        hess[np.ix_(types, types)] = h
+        hess[np.ix_(plan.types, plan.types)] = h
     return _Parts(value, grad, hess)
+
+
+def _evaluate(accuracy: AccuracyFunction, plans: list[_Plan], size: int, order: int) -> list[_Parts]:
+    """Every plan's parts from one evaluation of the accuracy function at all their points."""
+    points = np.concatenate([plan.points for plan in plans])
+    derivs = accuracy.all(points) if order else (accuracy.value(points),)
+    derivs = [np.asarray(d, dtype=np.float64) for d in derivs]
+    out, start = [], 0
+    for plan in plans:
+        stop = start + plan.points.shape[0]
+        out.append(_parts(plan, [d[start:stop] for d in derivs], size, order))
+        start = stop
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -446,21 +487,24 @@ class ConvolvedDraws:
         n = self.n_participants
         total = float(p.sum())
         mass = total**n
-        main = _parts(accuracy, m, p / total, n, order)
         size = p.shape[0]
-        value = mass * main.value
-        excluded: list[tuple[float, _Parts | None]] = []
+        plans = [_plan(m, p / total, n)]
+        absents, kept = [], []
         for i in range(size):
             rest = total - p[i]
             absent = rest**n if rest > 0 else 0.0
-            if absent <= NEGLIGIBLE * mass:
-                excluded.append((absent, None))
-                continue
-            q = p.copy()
-            q[i] = 0.0
-            # its error enters the budget times absent / mass: coarser cells do when that is small
-            coarsen = min(16.0, max(1.0, (1e-3 * mass / absent) ** 0.25))
-            excluded.append((absent, _parts(accuracy, m, q / rest, n, order, coarsen)))
+            absents.append(absent)
+            if absent > NEGLIGIBLE * mass:
+                q = p.copy()
+                q[i] = 0.0
+                # its error enters the budget times absent / mass: coarser cells do when that is small
+                coarsen = min(16.0, max(1.0, (1e-3 * mass / absent) ** 0.25))
+                plans.append(_plan(m, q / rest, n, coarsen))
+                kept.append(i)
+        main, *parts = _evaluate(accuracy, plans, size, order)
+        by_type = dict(zip(kept, parts, strict=True))
+        excluded = [(absents[i], by_type.get(i)) for i in range(size)]
+        value = mass * main.value
         present = np.array([mass - absent for absent, _ in excluded])
         budget = np.array([value - (absent * part.value if part is not None else 0.0) for absent, part in excluded])
         budget = budget / present
@@ -486,9 +530,18 @@ class ConvolvedDraws:
         return FirstMoments(value, budget, grad, jac, hess, budget_hess)
 
 
-def type_draws(n_participants: int, probs: np.ndarray, method: str = "convolution") -> TypeDraws:
-    """The type draws for ``method`` (one of :data:`METHODS`): convolution (fast) or enumeration."""
+#: ``method="auto"`` enumerates up to this many outcomes (where enumeration is the faster of the two,
+#: measured by benchmarks/bench_contracts.py; both agree within 1e-8 relative) and convolves beyond
+AUTO_ENUMERATION = 20_000
+
+
+def type_draws(n_participants: int, probs: np.ndarray, method: str = "auto") -> TypeDraws:
+    """The type draws for ``method`` (one of :data:`METHODS`): convolution (any N), enumeration (the
+    reference), or ``auto`` — enumeration while it has at most :data:`AUTO_ENUMERATION` outcomes
+    (it is faster there), convolution beyond."""
     check(method in METHODS, "method", method, f"one of {list(METHODS)}")
+    if method == "auto":
+        method = "enumeration" if n_outcomes(n_participants, len(probs)) <= AUTO_ENUMERATION else "convolution"
     if method == "enumeration":
         return EnumeratedDraws.create(n_participants, probs)
     return ConvolvedDraws.create(n_participants, probs)

@@ -130,7 +130,7 @@ _Setup = tuple[np.ndarray, np.ndarray, int, float, AccuracyFunction, TypeDraws, 
 
 
 def _setup(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float, value_scale: float,
-           accuracy: AccuracyFunction | None, m_max: float | None = None, method: str = "convolution") -> _Setup:
+           accuracy: AccuracyFunction | None, m_max: float | None = None, method: str = "auto") -> _Setup:
     c, p = validate_types(costs, probs)
     n_part = positive_int("n_participants", n_participants)
     v = finite_scalar("value_scale", value_scale, low=0.0, low_open=True)
@@ -349,7 +349,7 @@ def _standalone_menu(variant: str, c: np.ndarray, p: np.ndarray, n_part: int, v:
 
 def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float = 1.0,
                        value_scale: float = 100.0, accuracy: AccuracyFunction | None = None, *,
-                       maxiter: int = 3000, m_max: float | None = None, method: str = "convolution") -> ContractMenu:
+                       maxiter: int = 3000, m_max: float | None = None, method: str = "auto") -> ContractMenu:
     """Optimal menu of the first-moment problem (P, SPEC §5) as solved by the authors.
 
     Maximise ``E_n[a(n . m)]`` s.t. binding local IC, monotone m, IR (all types), first-moment
@@ -359,8 +359,9 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
     is flagged (``success=False``) when trust-constr fails or ``check()`` finds a violation above
     1e-5. ``m_max`` (ours) caps every type's contribution (and its standalone option) at the data a
     participant holds. ``method`` (ours): how the expectations over the type draws are computed,
-    ``"convolution"`` (default; the pooled-data distribution, :mod:`economics.contracts.pooled`,
-    any N) or ``"enumeration"`` (every outcome, the reference; at most ``MAX_OUTCOMES`` outcomes).
+    ``"convolution"`` (the pooled-data distribution, :mod:`economics.contracts.pooled`, any N),
+    ``"enumeration"`` (every outcome, the reference; at most ``MAX_OUTCOMES`` outcomes) or
+    ``"auto"`` (default: enumeration for small problems, where it is faster, convolution beyond).
     """
     t0 = time.perf_counter()
     setup = _setup(costs, probs, n_participants, k, value_scale, accuracy, m_max, method)
@@ -410,7 +411,7 @@ def solve_first_moment(costs: np.ndarray, probs: np.ndarray, n_participants: int
 def solve_full_constraints(costs: np.ndarray, probs: np.ndarray, n_participants: int, k: float = 1.0,
                            value_scale: float = 100.0, accuracy: AccuracyFunction | None = None, *,
                            maxiter: int = 5000, m_max: float | None = None,
-                           method: str = "convolution") -> ContractMenu:
+                           method: str = "auto") -> ContractMenu:
     """First-moment problem with every constraint and no simplification (P, SPEC §5 "full-constraint").
 
     Variables ``(m, t)``; IR for all types, IC for all ordered pairs ``i != j``, P-budget per type,

@@ -74,7 +74,7 @@ class FedAvgTrainer:
         rng = np.random.default_rng(derive_seed(self.seed, 0xFEDA, round_index, client))
         bs = self.config.batch_size
         for _ in range(self.config.local_epochs):
-            perm = torch.from_numpy(rng.permutation(n))
+            perm = torch.from_numpy(rng.permutation(n)).to(X.device)
             for s in range(0, n, bs):
                 ix = perm[s:s + bs]
                 opt.zero_grad(set_to_none=False)
@@ -98,7 +98,7 @@ class FedAvgTrainer:
             updates, excluded, clipped = guarded.pieces, guarded.excluded, guarded.clipped
             w = np.where(excluded, 0.0, w)
             w = w / w.sum() if w.sum() > 0 else w
-        after = theta + (torch.from_numpy(w).to(theta.dtype)[:, None] * updates).sum(0)
+        after = theta + (torch.from_numpy(w).to(device=theta.device, dtype=theta.dtype)[:, None] * updates).sum(0)
         set_flat_params(self.model, after)
         return RoundRecord(round_index, theta, updates, w, after, sizes, excluded, clipped)
 

@@ -136,8 +136,9 @@ class _CutNoise:
         (h, *rest) = inputs
         key = tuple(h.shape)
         if key not in self._cache:
-            noise = torch.randn(key, generator=self.generator, dtype=h.dtype) * self.std
-            keep = (torch.rand(key, generator=self.generator) >= self.mask).to(h.dtype)
+            # drawn on the CPU (the generator's device): the same draws whatever device trains
+            noise = (torch.randn(key, generator=self.generator, dtype=h.dtype) * self.std).to(h.device)
+            keep = (torch.rand(key, generator=self.generator) >= self.mask).to(device=h.device, dtype=h.dtype)
             self._cache[key] = (noise, keep)
         noise, keep = self._cache[key]
         return ((h + noise) * keep, *rest)
@@ -166,7 +167,7 @@ class TraversalTrainer:
         # p.grad of every parameter is a view into one flat buffer, so Σ_i g̃_i is written once; for
         # plain SGD the parameters are views into one flat vector too, so (V2) is a single in-place add
         self._params = list(model.parameters())
-        self._grad = torch.zeros(self.layout.size, dtype=self._params[0].dtype)
+        self._grad = torch.zeros(self.layout.size, dtype=self._params[0].dtype, device=self._params[0].device)
         self._attach_grads()
         self._flat: torch.Tensor | None = None
         if cfg.optimizer == "sgd":

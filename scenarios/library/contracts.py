@@ -86,7 +86,8 @@ class TwoTypeSection(Section):
 class FiveTypeSection(Section):
     """Five types (P §6): N = 10, p = 0.2 each, three cost vectors."""
 
-    n_participants: int = Field(10, ge=1, le=60, description="N (outcomes grow like N^(I−1))")
+    n_participants: int = Field(10, ge=1, le=60, description="N (the menu solves for any N; the complete-information "
+                                "benchmark beside it solves one problem per outcome, ~N^(I−1))")
     probs: list[float] = Field([0.2] * 5, min_length=2, description="type probabilities (sum to 1)")
     settings: dict[str, list[float]] = Field(
         {"big_firm": [0.2, 0.16, 0.12, 0.08, 0.04], "small_party": [1.0, 0.85, 0.7, 0.55, 0.4],

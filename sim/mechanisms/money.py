@@ -48,7 +48,7 @@ class _Settled(Mechanism):
 
     def __init__(self, settings: MechanismSettings, cooperative: Cooperative) -> None:
         super().__init__(settings, cooperative)
-        self.ledger = Ledger()
+        self.ledger = Ledger(history=False)  # one horizon in memory, however many members and rounds
         self.revenue = 0.0
         #: (ids, claimed rows) of every round of the open horizon
         self.claims: list[tuple[np.ndarray, np.ndarray]] = []

@@ -79,10 +79,14 @@ def test_convolution_matches_enumeration(family: str, n: int, probs: list[float]
     for m in _menus(len(p), rng):
         a, b = exact.first_moments(acc, m, order=2), fast.first_moments(acc, m, order=2)
         lam = rng.uniform(0.0, 1.0, len(p))
-        for what, got, want in (("value", b.value, a.value), ("budget", b.budget, a.budget),
-                                ("grad", b.grad, a.grad), ("budget_jac", b.budget_jac, a.budget_jac),
-                                ("hess", b.hess, a.hess),
-                                ("budget_hess", b.budget_hess(lam), a.budget_hess(lam))):
+        for what, got, want in (
+            ("value", b.value, a.value),
+            ("budget", b.budget, a.budget),
+            ("grad", b.grad, a.grad),
+            ("budget_jac", b.budget_jac, a.budget_jac),
+            ("hess", b.hess, a.hess),
+            ("budget_hess", b.budget_hess(lam), a.budget_hess(lam)),
+        ):
             _close(got, want, f"{what} at m={np.round(m, 2).tolist()}")
         low = fast.first_moments(acc, m)  # order 0: the same value and budgets, no derivatives
         assert low.grad is None and low.value == b.value
@@ -161,7 +165,7 @@ def _agree(a, b) -> None:
 def test_solver_by_convolution_equals_solver_by_enumeration(name, costs, probs, n, acc) -> None:
     costs, probs = np.array(costs), np.array(probs)
     exact = solve_first_moment(costs, probs, n, accuracy=acc, method="enumeration")
-    fast = solve_first_moment(costs, probs, n, accuracy=acc)
+    fast = solve_first_moment(costs, probs, n, accuracy=acc, method="convolution")
     assert fast.draws.method == "convolution" and exact.draws.method == "enumeration"
     _agree(exact, fast)
     # the fast menu's budgets and accuracy, recomputed from enumerated outcomes
@@ -195,7 +199,9 @@ def test_enumeration_is_refused_with_the_limit_named_where_it_does_not_fit() -> 
     assert err.value.field == "n_participants" and err.value.value == 256
     assert "at most 5000000 outcomes" in str(err.value)
     menu = solve_first_moment(costs, probs, 256)  # the default needs no outcomes
-    assert menu.success
+    assert menu.success and menu.draws.method == "convolution"
+    small = solve_first_moment(costs, probs, 10)  # where enumeration is cheaper, the default enumerates
+    assert small.draws.method == "enumeration"
     with pytest.raises(InputError) as err:  # the complete-information benchmark solves per outcome
         complete_information_for(menu)
     assert err.value.field == "n_participants"

@@ -192,6 +192,34 @@ def test_ledger_settles_and_traces_payments() -> None:
         led.settle(10.0, steps=[1])
 
 
+def test_ledger_without_history_pays_the_same_and_forgets_settled_steps() -> None:
+    """history=False: the same settlements (V4–V6), but only the open horizon stays in memory."""
+    kept, lean = Ledger(), Ledger(history=False)
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        ids = np.sort(rng.choice(50, size=20, replace=False))
+        credit = rng.normal(size=20)
+        for led in (kept, lean):
+            led.record(t, ids, credit)
+        if t % 2 == 1:
+            a, b = kept.settle(10.0, alpha=1.5), lean.settle(10.0, alpha=1.5)
+            assert a.members == b.members
+            np.testing.assert_array_equal(a.payments, b.payments)
+            assert lean.steps == [] and len(lean.settlements) == 1
+    assert len(kept.settlements) == 3 and kept.steps == list(range(6))
+    with pytest.raises(InputError, match="step"):
+        lean.record(3, [1], [1.0])  # a settled step stays settled
+
+
+def test_ledger_matches_integer_ids_across_steps() -> None:
+    """Integer ids take the array path: members in order of first appearance, absent ones at 0."""
+    led = Ledger()
+    led.record(0, np.array([5, 2, 9]), [1.0, 2.0, 3.0])
+    led.record(1, [9, 7], [4.0, 5.0])
+    assert led.members() == (5, 2, 9, 7)
+    np.testing.assert_array_equal(led.matrix([0, 1], [9, 7, 5, 2]), [[3.0, 0.0, 1.0, 2.0], [4.0, 5.0, 0.0, 0.0]])
+
+
 def test_ledger_refuses_a_repeated_step() -> None:
     """A step named twice would count its credit twice (V4): refused, naming the step."""
     led = Ledger()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -333,7 +334,7 @@ def test_first_order_ratio_tends_to_one_as_the_step_shrinks() -> None:
         ratio = one_step_counterfactual(theta, updates, lr, loss_at) / one_step_first_order(updates, lr, grad)
         errors.append(np.max(np.abs(ratio - 1.0)))
     assert errors[-1] < 1e-3  # float64 differences of O(1) losses: still well above rounding at η = 1e-4
-    assert all(b < a / 5 for a, b in zip(errors, errors[1:], strict=False))  # shrinks ~linearly in η
+    assert all(b < a / 5 for a, b in itertools.pairwise(errors))  # shrinks ~linearly in η
 
 
 def test_first_order_sign_convention_matches_v3() -> None:

@@ -213,7 +213,7 @@ def test_counterfactual_losses_give_v3_of_the_reference(risk_digits, model_name)
 def test_validation_gradient_at_other_parameters(risk_digits, model_name):
     # by hand (stacked models: Linear and ReLU/Tanh/Sigmoid, cross-entropy or multi-task) or by
     # autograd (cnn), the gradient of the loss at parameters that are not the model's own
-    from learning.evaluation import _stacked_plan, validation_gradient
+    from learning.evaluation import ValidationGradient, _stacked_plan, validation_gradient
 
     if model_name == "tanh-sigmoid":
         torch.manual_seed(0)
@@ -226,7 +226,9 @@ def test_validation_gradient_at_other_parameters(risk_digits, model_name):
     other = _candidates(model, 1, 0.05)[0]
     got = validation_gradient(model, loss, other, X, y)
     plan = _stacked_plan(model)
-    assert (plan is not None and plan.gradient(loss, other, X, y) is not None) == (model_name != "cnn")
+    assert (plan is not None and plan.differentiable(loss)) == (model_name != "cnn")  # by hand, else autograd
+    grad_at = ValidationGradient(model, loss, X, y)  # reused step after step
+    assert torch.equal(grad_at(other), got) and not torch.equal(grad_at(theta), got)
     assert torch.equal(flat_params(model), theta)  # the model's parameters and grads are untouched
     assert all(p.grad is None for p in model.parameters())
     set_flat_params(model, other)
@@ -250,3 +252,13 @@ def test_first_order_term_from_the_validation_gradient_tends_to_v3(risk_digits):
         ratio = (base - losses) / (lr * pieces @ grad)
         errors.append(float((ratio - 1).abs().max()))
     assert errors[-1] < 1e-2 and errors[-1] < errors[0] / 20
+
+
+def test_validation_gradient_when_a_class_is_missing_from_the_rows(risk_digits):
+    from learning.evaluation import ValidationGradient
+
+    model, loss, X, y = _task(risk_digits, "mlp")
+    keep = y != 9  # the last class never occurs: the one-hot targets still span the model's 10 outputs
+    got = ValidationGradient(model, loss, X[keep], y[keep])(flat_params(model))
+    loss(model(X[keep]), y[keep]).backward()
+    assert torch.allclose(got, torch.cat([p.grad.reshape(-1) for p in model.parameters()]), atol=1e-6)

@@ -19,9 +19,16 @@ def test_credit_option_is_validated():
 def _credit_by_agent(credit: str, substrate: str, seed: int):
     """Cumulative credit per agent over 3 rounds: 4 honest members and 4 whose reported pieces point
     up the loss (scaled gradients with factor −1), every member contributing every round."""
-    cfg = {"rounds": 3, "training": {"credit": credit, "substrate": substrate, "standalone_epochs": 1},
-           "population": {"n_principals": 8, "strategy": "fixed", "gradient_scale": -1.0,
-                          "behaviours": {"honest": 0.5, "scaled_gradient": 0.5}}}
+    cfg = {
+        "rounds": 3,
+        "training": {"credit": credit, "substrate": substrate, "standalone_epochs": 1},
+        "population": {
+            "n_principals": 8,
+            "strategy": "fixed",
+            "gradient_scale": -1.0,
+            "behaviours": {"honest": 0.5, "scaled_gradient": 0.5},
+        },
+    }
     _, agents = CooperativeModel(cfg, rng=seed).run().frames()
     return agents.groupby("AgentID").agg(credit=("credit", "sum"), behaviour=("behaviour", "first"))
 
@@ -37,3 +44,31 @@ def test_first_order_credit_has_the_sign_pattern_of_exact(substrate):
     # close to exact, not equal: the neglected second-order term is small against the credit itself
     assert not np.allclose(first.credit, exact.credit, rtol=1e-9, atol=0)
     np.testing.assert_allclose(first.credit, exact.credit, rtol=0.3)
+
+
+def test_exact_credit_equals_the_economics_reference(monkeypatch):
+    # the real backend builds V3's candidates from the trainer's float32 tensors; economics'
+    # one_step_counterfactual (float64 numpy, a loss oracle) is the definition
+    from economics.valuation import one_step_counterfactual
+    from sim.backends import RealBackend
+
+    gaps, steps = [], []
+    credit_step = RealBackend._credit_step
+
+    def checked(self, rec, credit, round_index):
+        before = credit.copy()
+        credit_step(self, rec, credit, round_index)
+        pieces = rec.filtered.double().numpy()
+        want = one_step_counterfactual(rec.theta.double().numpy(), pieces, rec.lr, self._loss_at)
+        gaps.append(np.abs(credit - before - want).max())
+        steps.append(np.abs(want).max())
+
+    monkeypatch.setattr(RealBackend, "_credit_step", checked)
+    cfg = {
+        "rounds": 2,
+        "training": {"model": "multitask", "standalone_epochs": 1},
+        "population": {"n_principals": 6, "strategy": "fixed", "behaviours": {"honest": 0.5, "label_flip": 0.5}},
+    }
+    CooperativeModel(cfg, rng=0).run()
+    assert len(gaps) == 8 and max(steps) > 1e-3
+    assert max(gaps) < 2e-6  # a float32 rounding step or two of the validation loss
