@@ -25,11 +25,13 @@ class Goal:
 
     @property
     def met(self) -> bool | None:
-        if self.target is None:
+        if self.target is None or self.measured != self.measured:
             return None
         return self.measured >= self.target if self.higher_is_better else self.measured <= self.target
 
     def measured_text(self) -> str:
+        if self.measured != self.measured:  # NaN: not measured on this machine (the note says why)
+            return "not measured"
         value = f"{self.measured:,.3g}" if abs(self.measured) < 1e4 else f"{self.measured:,.0f}"
         return f"{value} {self.unit}".strip()
 

@@ -37,9 +37,13 @@ def resolve_device(name: str = "auto", *, field: str = FIELD) -> torch.device:
     if name == "cpu" or (name == "auto" and not cuda_available()):
         return torch.device("cpu")
     if not cuda_available():
-        raise InputError(field, name, f"one of {list(DEVICES)} that this machine has: torch sees no CUDA device "
-                                      f"(torch.cuda.is_available() is False, torch {torch.__version__}, built "
-                                      f"with CUDA {torch.version.cuda or 'none'}); use 'auto' or 'cpu'")
+        raise InputError(
+            field,
+            name,
+            f"one of {list(DEVICES)} that this machine has: torch sees no CUDA device "
+            f"(torch.cuda.is_available() is False, torch {torch.__version__}, built "
+            f"with CUDA {torch.version.cuda or 'none'}); use 'auto' or 'cpu'",
+        )
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     return torch.device("cuda")

@@ -237,7 +237,11 @@ def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Pa
     write_json(out / "sweep.json", {"sweep": sweep.model_dump(mode="json"), "source": str(path),
                                     "runs": [vars(s) for s in specs]})
     done = {p.stem for p in runs.glob("*.parquet")}
-    todo = [] if combine_only else [s for s in specs if s.run_id not in done]
+    # dispatched repeat by repeat across the grid points: grid points often differ in cost, so the last
+    # runs are a mix rather than the costliest point's (less time with one worker idle at the end),
+    # and an interrupted sweep holds some repeats of every point; results keep the plan's order
+    todo = [] if combine_only else sorted((s for s in specs if s.run_id not in done),
+                                          key=lambda s: (s.repeat, s.point_index))
     ran = failed = 0
     if todo:
         started.ready()
