@@ -27,10 +27,10 @@ import numpy as np
 
 from learning.filters import ValueProfileSpec
 from sim.mechanisms import Offer
-from sim.population import ATTACK, ATTACKERS, Population
+from sim.population import Population
 from sim.strategies import OUT, Action, Strategy
 
-__all__ = ["ATTACK", "ATTACKERS", "Principal"]
+__all__ = ["Principal"]
 
 
 def _column(name: str, kind: type, doc: str) -> property:
@@ -136,22 +136,16 @@ class Principal(mesa.Agent):
 
     # ---------------------------------------------------------------- decisions (plug-in strategies)
     def decide(self) -> None:
-        """Choose this period's action with the principal's own strategy object."""
-        pop, i = self.population, self.index
-        if self.behaviour in ATTACKERS:
-            self.action_index = -1
-            self.action = ATTACK
-            self.counted = self.changed = False
-        else:
-            strategy: Strategy = self.strategy
-            peers = self.model.peer_sample(self) if strategy.uses_peers else ()
-            strategy.explored = False
-            self.action_index = strategy.choose(peers)
-            self.action = strategy.actions[self.action_index]
-            self.explored = strategy.explored
-            deliberate = strategy.adapts and not (strategy.explored or strategy.mixed)
-            pop.note_choice(np.array([i]), np.array([self.action_index]), np.array([deliberate]))
-        self.period_payoff = 0.0
+        """Choose this period's action with the principal's own strategy object (a plug-in's; the
+        model imposes attackers' actions and decides for built-in strategies in groups)."""
+        strategy: Strategy = self.strategy
+        peers = self.model.peer_sample(self) if strategy.uses_peers else ()
+        strategy.explored = False
+        self.action_index = strategy.choose(peers)
+        self.action = strategy.actions[self.action_index]
+        self.explored = strategy.explored
+        deliberate = strategy.adapts and not (strategy.explored or strategy.mixed)
+        self.population.note_choice(np.array([self.index]), np.array([self.action_index]), np.array([deliberate]))
 
     def learn(self) -> None:
         """At the end of a decision period, learn from the payoff the period brought."""

@@ -286,7 +286,7 @@ class CooperativeModel(mesa.Model):
         self._members = members
         self._rows = pop.rows()
         if self.surrogate:
-            outcome = self.backend.train(r, members, updates=self.mechanism.needs_updates)
+            outcome = self.backend.train(r, members, self._rows[members], updates=self.mechanism.needs_updates)
         else:
             kinds = [pop.behaviour_name(i) for i in members.tolist()]
             kinds = [k if k in ("random_gradient", "scaled_gradient") else None for k in kinds]

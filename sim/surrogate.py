@@ -77,12 +77,12 @@ class SurrogateBackend:
                            minlength=n_owners)
         population.standalone_accuracy[:] = self.curve(self.scale * np.maximum(0.0, rows))[owner]
 
-    def train(self, round_index: int, members: np.ndarray, updates: bool = True) -> RoundOutcome:
-        """One round of the members (population rows): accuracy of the pooled effective data,
-        leave-one-out credit on the curve, and (``updates``) synthetic update vectors."""
+    def train(self, round_index: int, members: np.ndarray, rows: np.ndarray, updates: bool = True) -> RoundOutcome:
+        """One round of the members (population rows) bringing ``rows`` rows each: accuracy of the
+        pooled effective data, leave-one-out credit on the curve, and (``updates``) synthetic
+        update vectors."""
         pop = self.population
         n = len(members)
-        rows = pop.rows()[members]
         if n and self.config.population.free_ride == "nothing":
             rows = rows * ~pop.free_rider[members]
         w = quality_weight(pop.behaviour[members], pop.label_noise[members], pop.q[members],
