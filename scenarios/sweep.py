@@ -177,8 +177,10 @@ def narrow(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.drop(columns=[c for c in frame.columns if c.startswith(PARAM_PREFIX)])
     for col in out.columns:
         if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):  # pandas ≥ 3: text is "str"
-            # categories in order of appearance, as results.parquet's dictionaries always were
-            out[col] = pd.Categorical(out[col], categories=out[col].dropna().unique())
+            # categories in order of appearance, as results.parquet's dictionaries always were (factorize:
+            # one hashing pass; Categorical(values, categories=…) looked every value up again)
+            codes, categories = pd.factorize(out[col])
+            out[col] = pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
     return out
 
 

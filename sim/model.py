@@ -30,7 +30,8 @@ from learning.seeding import derive_seed
 from sim import mechanisms
 from sim.agents import Principal
 from sim.backends import RealBackend
-from sim.config import CooperativeConfig
+from sim.collect import ColumnDataCollector
+from sim.config import BEHAVIOURS, CooperativeConfig
 from sim.mechanisms import Cooperative, Offer, Payout, RoundView, as_arrays, payout_of
 from sim.population import ATTACK, Population
 from sim.quality import label_quality, quality_weight
@@ -101,9 +102,11 @@ class CooperativeModel(mesa.Model):
                 raise InputError("mechanism.kind", self.config.mechanism.kind,
                                  f"a mechanism whose reporters do not shadow the model's ({name!r} is taken)")
             reporters[name] = _metric(name)
-        self.datacollector = mesa.DataCollector(
+        # agent reporters read from the population's columns in one pass per round (sim.collect)
+        self.datacollector = ColumnDataCollector(
             model_reporters=reporters,
             agent_reporters={name: name for name in AGENT_REPORTERS} if self.config.agents_collected else None,
+            columns=self.agent_columns, ids=self._ids,
         )
 
     def _plugin_call(self, doing: str, call: Any) -> Any:
@@ -484,10 +487,24 @@ class CooperativeModel(mesa.Model):
             self.step()
         return self
 
+    def agent_columns(self) -> dict[str, np.ndarray]:
+        """Every principal's agent reporters (:data:`AGENT_REPORTERS`) as columns in row order: what
+        the ``Principal`` properties of the same names return, for all principals at once."""
+        pop = self.population
+        outside = self.config.population.valuation * pop.standalone_accuracy * pop.share
+        return {"credit": pop.credit, "reward": pop.reward, "money": pop.money, "model_value": pop.model_value,
+                "utility": pop.utility, "surplus": pop.utility - outside, "joined": pop.join, "rows": pop.rows(),
+                "quality": np.where(pop.join, pop.q, OUT.q), "behaviour": _NAMES[pop.behaviour],
+                "owner": pop.owner}
+
     def frames(self) -> tuple[Any, Any]:
         """The DataCollector's model and agent frames (pandas)."""
         agents = self.datacollector.get_agent_vars_dataframe() if self.config.agents_collected else None
         return self.datacollector.get_model_vars_dataframe(), agents
+
+
+#: behaviour names by code, as an array (for :meth:`CooperativeModel.agent_columns`)
+_NAMES = np.array(BEHAVIOURS, dtype=object)
 
 
 def _metric(name: str) -> Any:

@@ -151,12 +151,10 @@ def run_cooperatives(cfg: CooperativeScenarioConfig, seed: int) -> ScenarioResul
             parts = [m]
             if agent_df is not None:
                 a = agent_df.reset_index().rename(columns={"Step": "round", "AgentID": "agent"})
-                behaviour = a.set_index("agent")["behaviour"].to_dict()
                 numeric = [c for c in ("credit", "reward", "money", "model_value", "utility", "surplus", "rows",
                                        "quality", "joined") if c in a]
-                a = a[["round", "agent", *numeric]].astype({"joined": float}).melt(
-                    id_vars=["round", "agent"], var_name="variable", value_name="value")
-                a["behaviour"] = a["agent"].map(behaviour)
+                a = a[["round", "agent", "behaviour", *numeric]].astype({"joined": float}).melt(
+                    id_vars=["round", "agent", "behaviour"], var_name="variable", value_name="value")
                 a["agent"] = a["agent"].astype(str)
                 parts.append(a)
             frame = pd.concat(parts, ignore_index=True)
@@ -224,7 +222,7 @@ def summarise(frame: pd.DataFrame, cfg: CooperativeScenarioConfig) -> dict[str, 
     with its interval (``scenarios.stats``); paired differences against the baseline mechanism."""
     level = cfg.ci_level
     per, window = final_window(frame, cfg)
-    labels = list(dict.fromkeys(frame.mechanism))
+    labels = [str(m) for m in frame["mechanism"].unique()]  # in order of appearance
     base = baseline_of(cfg)
     out: dict[str, Any] = {"intervals": stats.describe(level), "replicates": cfg.replicates,
                            "final_rounds": window, "baseline": base, "mechanisms": {},

@@ -11,7 +11,7 @@ from scenarios.library._cooperative import cooperative_scenario
 SCENARIO = cooperative_scenario(
     "free-riding",
     "does free-riding pay? 20% free-riders under equal split, data-size, revenue shares, CGSV, contracts",
-    cooperative={"rounds": 50,
+    cooperative={"rounds": 80,
                  "population": {"n_principals": 20, "behaviours": {"honest": 0.8, "free_rider": 0.2},
                                 "free_ride": "noise"},
                  "training": {"mode": "real", "dataset": "digits", "model": "mlp", "standalone_epochs": 10}},

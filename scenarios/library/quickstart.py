@@ -8,7 +8,7 @@ from scenarios.library._cooperative import cooperative_scenario
 SCENARIO = cooperative_scenario(
     "quickstart",
     "a small cooperative on real digits training: revenue shares vs CGSV vs equal split (< 1 min)",
-    cooperative={"rounds": 60,
+    cooperative={"rounds": 90,
                  "population": {"n_principals": 10, "behaviours": {"honest": 0.8, "free_rider": 0.2}},
                  "training": {"mode": "real", "dataset": "digits", "model": "mlp", "standalone_epochs": 10}},
     mechanisms=[("revenue shares (α=1)", {"kind": "revenue_shares"}),

@@ -42,7 +42,7 @@ def test_a_mapping_in_a_file_replaces_the_default_mapping(tmp_path):
     path.write_text('scenario = "free-riding"\n[cooperative.population]\nbehaviours = { honest = 1.0 }\n')
     cfg = resolve(str(path)).config
     assert cfg.cooperative.population.behaviours == {"honest": 1.0}  # not merged with free_rider = 0.2
-    assert cfg.cooperative.rounds == 50  # sections still merge key by key with the library defaults
+    assert cfg.cooperative.rounds == 80  # sections still merge key by key with the library defaults
 
 
 @pytest.mark.parametrize(("args", "field"), [
