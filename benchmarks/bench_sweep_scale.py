@@ -11,7 +11,10 @@ torch and the scenario library), storing the run files as they arrive, the combi
 (``results.parquet``, ``runs.parquet``, the summary) and the figures. The Dask cluster is started
 before the clock starts (a user's cluster is already running); its workers are fresh, so they import
 on their first run like joblib's. Every configuration must finish all its runs with the same numbers
-(seeds depend only on the plan, never on scheduling). Run from the repository root:
+(seeds depend only on the plan, never on scheduling). Each wall time is broken down by the sweep's
+own ``timing`` (summary.json: planning, waiting for workers, the runs, combining, figures), and the
+runs phase's speed-up is printed beside the whole sweep's: with short runs the phases that do not
+parallelise bound the whole sweep's speed-up. Run from the repository root:
 
     python benchmarks/bench_sweep_scale.py            # about 4 minutes on 2 cores
     python benchmarks/bench_sweep_scale.py --quick    # 12 runs: about 1 minute
@@ -117,7 +120,7 @@ def goals(quick: bool = False) -> list[Goal]:
         note = (
             f"{s['n_finished']}/{s['n_runs']} runs finished, "
             f"{'the same numbers as' if same else 'NUMBERS DIFFER from'} 1 worker; the runs' own time "
-            f"{m['runs_seconds']:.0f} s in all"
+            f"{m['runs_seconds']:.0f} s in all; {_phases(s)}"
         )
         out.append(Goal(SCRIPT, f"sweep of {n_runs} surrogate runs, {label}: wall time", m["seconds"], "s", note=note))
     cores = os.cpu_count() or 1
@@ -152,7 +155,25 @@ def goals(quick: bool = False) -> list[Goal]:
                 note=note,
             )
         )
+        runs_1, runs_2 = base["summary"]["timing"]["runs_s"], m["summary"]["timing"]["runs_s"]
+        out.append(
+            Goal(
+                SCRIPT,
+                f"  the runs phase alone, {label.split(',')[0]} (no start-up, planning, combining or figures)",
+                runs_1 / runs_2 if ok else float("nan"),
+                "×",
+                note=f"{runs_1:.1f} s / {runs_2:.1f} s",
+            )
+        )
     return out
+
+
+def _phases(summary: dict) -> str:
+    """Where the sweep's wall time went (the summary's ``timing``), in seconds."""
+    t = summary["timing"]
+    parts = [("plan", "plan_s"), ("workers ready", "workers_ready_s"), ("runs", "runs_s"),
+             ("combine", "combine_s"), ("figures", "figures_s")]
+    return "phases: " + ", ".join(f"{name} {t[key]:.1f} s" for name, key in parts if key in t)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,10 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
     # the workers start (each imports the library, seconds) while this process plans
     started = start_workers(warm_worker, workers=workers, client=client) if not combine_only else Started()
     try:
+        clock = time.perf_counter()
         specs = plan(sweep, path)
-        return _run_and_combine(path, sweep, specs, out, workers, client, progress, combine_only, started)
+        timing = {"plan_s": time.perf_counter() - clock}
+        return _run_and_combine(path, sweep, specs, out, workers, client, progress, combine_only, started, timing)
     finally:
         started.close()
         if client is not None:
@@ -230,7 +233,8 @@ def warm_worker() -> None:
 
 
 def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Path | None, workers: int,
-                     client: Any, progress: bool, combine_only: bool, started: Started) -> SweepOutcome:
+                     client: Any, progress: bool, combine_only: bool, started: Started,
+                     timing: dict[str, float]) -> SweepOutcome:
     out = prepare_folder(Path("results") / "sweeps" / path.stem if out is None else Path(out))
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -245,8 +249,10 @@ def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Pa
     todo = [] if combine_only else sorted((s for s in specs if s.run_id not in done),
                                           key=lambda s: (s.repeat, s.point_index))
     ran = failed = 0
+    clock = time.perf_counter()
     if todo:
         started.ready()
+        timing["workers_ready_s"] = time.perf_counter() - clock
         stream = parallel_map(run_task, todo, workers=workers, client=client,
                               keys=[f"coopsim-{s.run_id}" for s in todo])
         with _progress(progress, len(specs), len(specs) - len(todo)) as advance:
@@ -259,11 +265,19 @@ def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Pa
                     (runs / f"{run_id}.failed.json").unlink(missing_ok=True)
                     ran += 1
                 advance()
+    timing["runs_s"] = time.perf_counter() - clock - timing.get("workers_ready_s", 0.0)
     previous = owned_files(out)
     (out / "summary.json").unlink(missing_ok=True)
+    clock = time.perf_counter()
     summary = combine(out, specs, sweep)
+    timing["combine_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     figures = sweep_figures(pd.DataFrame(), summary, out / "figures")
+    timing["figures_s"] = time.perf_counter() - clock
     summary["files"] = remove_stale(out, previous, [out / "results.parquet", out / "runs.parquet", *figures])
+    # where this invocation's wall time went (seconds; the runs phase counts only runs made now)
+    summary["timing"] = {"workers": workers if client is None else len(client.ncores()),
+                         **{k: round(v, 3) for k, v in timing.items()}}
     write_json(out / "summary.json", summary)  # last: a folder holding summary.json is complete
     return SweepOutcome(out, specs, ran, len(done & {s.run_id for s in specs}), failed, summary, figures)
 

@@ -137,6 +137,11 @@ def test_sweep_resumes_after_sigkill_to_the_uninterrupted_result(cli, tmp_path, 
     pd.testing.assert_frame_equal(_sorted(a), _sorted(b))
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (full, broken))
     assert sa["runs"] == sb["runs"] and sa["points"] == sb["points"]
+    # where each invocation's time went: every phase timed, none negative, the runs phase only for runs made now
+    for summary in (sa, sb):
+        timing = summary["timing"]
+        assert timing["workers"] == 1
+        assert {"plan_s", "runs_s", "combine_s", "figures_s"} <= set(timing) and min(timing.values()) >= 0
     pngs(broken / "figures", minimum=1)
     # per grid point: each headline metric's estimate over its 3 repeats; point 1 against point 0, unpaired
     assert [pt["point"] for pt in sa["points"]] == [0, 1]
