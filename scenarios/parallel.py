@@ -50,14 +50,49 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, name="coopsim-watch-coordinator", daemon=True).start()
 
 
+_SET_UP = False
+
+
 def worker_setup() -> None:
-    """Call first in every task function: one torch thread per worker, die with the coordinator, and
-    let finished models go (:func:`forget_finished_models`)."""
+    """Call first in every task function: one torch thread and one BLAS thread per worker (several
+    workers share the cores), glibc's allocator thresholds restored (:func:`keep_freed_memory`), die
+    with the coordinator, and let finished models go (:func:`forget_finished_models`)."""
+    global _SET_UP
     import torch
 
     die_with_parent()
     torch.set_num_threads(1)
+    if not _SET_UP:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)  # applied now and kept for the process (joblib's workers have it already)
+        keep_freed_memory()
+        _SET_UP = True
     forget_finished_models()
+
+
+#: glibc ``mallopt`` parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(mmap_bytes: int = 32 << 20, trim_bytes: int = 128 << 20) -> bool:
+    """Let glibc keep freed memory for reuse: blocks up to ``mmap_bytes`` come from the heap and up to
+    ``trim_bytes`` of free heap stay with the process. Dask's nannies start their workers with
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which also fixes the mmap threshold at 128 KB: every array
+    above it (a column of 20,000 principals) was mapped, faulted in page by page and unmapped again,
+    and a surrogate run of 20,000 principals took 2.3× as long as in a plain process. A no-op (False)
+    where the C library has no ``mallopt`` (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_bytes))
 
 
 class _ModelCounters(weakref.WeakKeyDictionary):

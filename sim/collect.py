@@ -31,8 +31,13 @@ class ColumnDataCollector(mesa.DataCollector):
     values are only used to name the columns). The agents recorded are ``ids``; the model must keep
     them equal to its agents (the principals are never removed)."""
 
-    def __init__(self, model_reporters: dict[str, Any] | None, agent_reporters: dict[str, Any] | None,
-                 columns: Callable[[], Columns], ids: np.ndarray) -> None:
+    def __init__(
+        self,
+        model_reporters: dict[str, Any] | None,
+        agent_reporters: dict[str, Any] | None,
+        columns: Callable[[], Columns],
+        ids: np.ndarray,
+    ) -> None:
         super().__init__(model_reporters=model_reporters, agent_reporters=agent_reporters)
         self._columns = columns
         self._ids = np.asarray(ids).tolist()

@@ -11,16 +11,27 @@ from sim import CooperativeConfig, CooperativeModel
 from sim.collect import ColumnDataCollector
 from sim.model import AGENT_REPORTERS
 
-POPULATION = {"n_principals": 24, "strategy": "epsilon_greedy", "sybil_identities": 3,
-              "behaviours": {"honest": 0.4, "low_quality": 0.1, "free_rider": 0.2, "scaled_gradient": 0.1,
-                             "sybil": 0.2}}
+POPULATION = {
+    "n_principals": 24,
+    "strategy": "epsilon_greedy",
+    "sybil_identities": 3,
+    "behaviours": {"honest": 0.4, "low_quality": 0.1, "free_rider": 0.2, "scaled_gradient": 0.1, "sybil": 0.2},
+}
 
 
-@pytest.mark.parametrize("mechanism", [{"kind": "revenue_shares", "alpha": 2.0}, {"kind": "cgsv"},
-                                       {"kind": "contracts"}])
+@pytest.mark.parametrize(
+    "mechanism", [{"kind": "revenue_shares", "alpha": 2.0}, {"kind": "cgsv"}, {"kind": "contracts"}]
+)
 def test_column_collector_equals_the_stock_collector(mechanism):
-    cfg = CooperativeConfig.model_validate({"training": {"mode": "surrogate"}, "rounds": 7, "decision_period": 2,
-                                            "population": POPULATION, "mechanism": mechanism})
+    cfg = CooperativeConfig.model_validate(
+        {
+            "training": {"mode": "surrogate"},
+            "rounds": 7,
+            "decision_period": 2,
+            "population": POPULATION,
+            "mechanism": mechanism,
+        }
+    )
     model = CooperativeModel(cfg, rng=5)
     assert isinstance(model.datacollector, ColumnDataCollector)
     stock = mesa.DataCollector(agent_reporters={name: name for name in AGENT_REPORTERS})
@@ -38,8 +49,7 @@ def test_column_collector_equals_the_stock_collector(mechanism):
 
 
 def test_no_agent_rows_when_agent_collection_is_off():
-    cfg = CooperativeConfig.model_validate({"training": {"mode": "surrogate"}, "rounds": 2,
-                                            "collect_agents": False})
+    cfg = CooperativeConfig.model_validate({"training": {"mode": "surrogate"}, "rounds": 2, "collect_agents": False})
     model = CooperativeModel(cfg, rng=0).run()
     _, agents = model.frames()
     assert agents is None and not model.datacollector._agent_records
