@@ -2,7 +2,7 @@
 command, the date and the machine) and the README's performance table (between its
 ``<!-- performance:begin -->`` and ``<!-- performance:end -->`` markers).
 
-    python benchmarks/run_all.py                 # every script, about 20 minutes on 2 cores
+    python benchmarks/run_all.py                 # every script, about 10 minutes on 2 cores
     python benchmarks/run_all.py --quick         # smaller variants (a smoke test; not for the README)
     python benchmarks/run_all.py bench_sim bench_contracts   # some scripts; the others' rows are kept
 
