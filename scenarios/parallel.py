@@ -60,12 +60,14 @@ def worker_setup() -> None:
     global _SET_UP
     import torch
 
+    from threadpoolctl import threadpool_limits
+
     die_with_parent()
     torch.set_num_threads(1)
+    # applied to the BLAS libraries loaded by now and kept for the process (joblib's workers have it
+    # already); at every call, since a task may have loaded another one (scipy's) since the last
+    threadpool_limits(limits=1)
     if not _SET_UP:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)  # applied now and kept for the process (joblib's workers have it already)
         keep_freed_memory()
         _SET_UP = True
     forget_finished_models()

@@ -18,6 +18,8 @@ import torch
 from threadpoolctl import threadpool_info
 from scenarios.parallel import keep_freed_memory, worker_setup
 worker_setup()
+import scipy.linalg  # a BLAS loaded after the first set-up (scipy's own OpenBLAS), as a task may load it
+worker_setup()
 print(json.dumps({"torch": torch.get_num_threads(),
                   "blas": [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"],
                   "malloc": keep_freed_memory()}))
