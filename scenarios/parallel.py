@@ -59,7 +59,6 @@ def worker_setup() -> None:
     with the coordinator, and let finished models go (:func:`forget_finished_models`)."""
     global _SET_UP
     import torch
-
     from threadpoolctl import threadpool_limits
 
     die_with_parent()
