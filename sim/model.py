@@ -31,7 +31,7 @@ from sim import mechanisms
 from sim.agents import Principal
 from sim.backends import RealBackend
 from sim.collect import ColumnDataCollector
-from sim.config import BEHAVIOURS, CooperativeConfig
+from sim.config import CooperativeConfig
 from sim.mechanisms import Cooperative, Offer, Payout, RoundView, as_arrays, payout_of
 from sim.population import ATTACK, Population
 from sim.quality import label_quality, quality_weight
@@ -491,20 +491,15 @@ class CooperativeModel(mesa.Model):
         """Every principal's agent reporters (:data:`AGENT_REPORTERS`) as columns in row order: what
         the ``Principal`` properties of the same names return, for all principals at once."""
         pop = self.population
-        outside = self.config.population.valuation * pop.standalone_accuracy * pop.share
+        surplus = pop.utility - pop.outside_value(self.config.population.valuation)
         return {"credit": pop.credit, "reward": pop.reward, "money": pop.money, "model_value": pop.model_value,
-                "utility": pop.utility, "surplus": pop.utility - outside, "joined": pop.join, "rows": pop.rows(),
-                "quality": np.where(pop.join, pop.q, OUT.q), "behaviour": _NAMES[pop.behaviour],
-                "owner": pop.owner}
+                "utility": pop.utility, "surplus": surplus, "joined": pop.join, "rows": pop.rows(),
+                "quality": np.where(pop.join, pop.q, OUT.q), "behaviour": pop.behaviour_names(), "owner": pop.owner}
 
     def frames(self) -> tuple[Any, Any]:
         """The DataCollector's model and agent frames (pandas)."""
         agents = self.datacollector.get_agent_vars_dataframe() if self.config.agents_collected else None
         return self.datacollector.get_model_vars_dataframe(), agents
-
-
-#: behaviour names by code, as an array (for :meth:`CooperativeModel.agent_columns`)
-_NAMES = np.array(BEHAVIOURS, dtype=object)
 
 
 def _metric(name: str) -> Any:

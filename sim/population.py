@@ -21,6 +21,8 @@ ATTACK = Action(True, 1.0, 0.0)
 #: behaviour names by code (``Population.behaviour`` holds codes)
 CODES = {name: k for k, name in enumerate(BEHAVIOURS)}
 
+#: behaviour names by code, as an array (indexed by ``Population.behaviour``)
+_NAMES = np.array(BEHAVIOURS, dtype=object)
 #: per-round outcome columns (reset or overwritten every round)
 OUTCOMES = ("credit", "money", "model_value", "reward", "utility", "period_payoff")
 
@@ -69,6 +71,10 @@ class Population:
 
     def behaviour_name(self, i: int) -> str:
         return BEHAVIOURS[int(self.behaviour[i])]
+
+    def behaviour_names(self) -> np.ndarray:
+        """Every row's behaviour name (an object array of str)."""
+        return _NAMES[self.behaviour]
 
     # ------------------------------------------------------------------ derived columns
     def rows(self) -> np.ndarray:
