@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +37,7 @@ from torch import nn
 from coopsim.errors import check, check_choice
 from learning.models import MultiTaskLoss, MultiTaskNet
 from learning.params import ParamLayout
-from learning.traversal import LossFn
+from learning.traversal import GradientFactors, LossFn
 
 METHODS = ("auto", "stacked", "vmap", "loop")
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Dropout)
@@ -101,9 +103,19 @@ def counterfactual_losses(
     *,
     method: str = "auto",
     max_entries: int = 1 << 25,
+    factors: GradientFactors | None = None,
+    scales: np.ndarray | None = None,
 ) -> tuple[float, torch.Tensor, torch.Tensor]:
     """The evaluations of the one-step counterfactual (V3) straight from the trainer's tensors:
     ``L(θ)`` and ``L(θ − lr·p_i)`` for every row ``p_i`` of ``pieces`` (N, D) that is not all zero.
+
+    ``factors`` and ``scales`` (optional, from a :class:`learning.substrates.tl.StepRecord`): the
+    pieces as ``pieces[i] = scales[i] · (member i's piece in factors)``. Then, for a model with the
+    stacked forward whose first layer is a Linear, that layer's outputs for all candidates come from
+    the pieces' low rank (:class:`_LowRankFirst`): member i's weight piece there is ``Δ_iᵀ A_i`` over
+    its few rows of the batch, so ``(W − lr·s_i Δ_iᵀA_i) Xᵀ = W Xᵀ − lr·s_i Δ_iᵀ (A_i Xᵀ)`` costs
+    a shared product plus one of the member's rows, not a dense layer per candidate. Same losses to
+    float rounding; the caller vouches that the factors match ``pieces``.
 
     Returns ``(base, rows, losses)``: ``base = L(θ)``, ``rows`` the indices of the non-zero rows and
     ``losses[j] = L(θ − lr·p_rows[j])``, so member i's credit is ``base − losses`` on its row and 0 for
@@ -124,12 +136,21 @@ def counterfactual_losses(
     if k == 0:
         return float(batched_loss(model, loss_fn, theta.to(dtype)[None], X, y, method=method)[0]), rows, \
             torch.zeros(0, dtype=dtype)
-    chosen = pieces if k == len(pieces) else pieces.index_select(0, rows)
+    plan = _stacked_plan(model) if factors is not None and method in ("auto", "stacked") else None
+    low_rank = None if plan is None else _LowRankFirst.of(plan, factors, scales, rows, lr, theta.to(dtype))
+    # the candidates' parameters; with the first layer from the factors, only the columns after it
+    start = 0 if low_rank is None else low_rank.end
+    chosen = pieces[:, start:] if k == len(pieces) else pieces[:, start:].index_select(0, rows)
     P = torch.empty(k + 1, theta.shape[0], dtype=dtype, device=pieces.device)
-    P[0] = theta
-    torch.sub(theta.to(dtype), chosen.to(dtype), alpha=lr, out=P[1:])
+    P[0, start:] = theta[start:]
+    torch.sub(theta[start:].to(dtype), chosen.to(dtype), alpha=lr, out=P[1:, start:])
     chunk = max(1, max_entries // max(theta.shape[0], 1))
-    if chunk > k:
+    if low_rank is not None:
+        assert plan is not None
+        with torch.no_grad():
+            out = torch.cat([plan.loss(loss_fn, P[s:s + chunk], X, y, low_rank.rows(s, s + chunk))
+                             for s in range(0, k + 1, chunk)])
+    elif chunk > k:
         out = batched_loss(model, loss_fn, P, X, y, method=method)
     else:
         out = torch.cat([batched_loss(model, loss_fn, P[s:s + chunk], X, y, method=method)
@@ -139,6 +160,69 @@ def counterfactual_losses(
         finite = (hi.isfinite() & lo.isfinite())[rows]
         losses = losses.masked_fill(~finite, float("nan"))
     return float(out[0]), rows, losses
+
+
+class _LowRankFirst:
+    """The first Linear layer's outputs for V3's candidates ``θ − lr·s_i g_i`` from the factored pieces.
+
+    With ``A`` (rows, in) the layer's inputs over the training batch and ``Δ`` (rows, out) its output
+    errors, member i's piece of that layer is ``Δ_iᵀ A_i`` (weight) and ``Σ_r δ_r`` (bias) over its rows.
+    For a validation input ``x``, candidate i's output is ``W x + b − lr·s_i Σ_r δ_r (a_r·x + 1)``, so
+    all candidates share ``W Xᵀ + b`` and differ by one (out × rows_i) × (rows_i × B) product with
+    ``C = A Xᵀ + 1``, computed once. Candidate 0 is θ itself (no correction)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, A: torch.Tensor, D: torch.Tensor,
+                 index: torch.Tensor, coef: torch.Tensor, end: int) -> None:
+        self.weight, self.bias, self.A, self.D = weight, bias, A, D
+        self.index, self.coef = index, coef  # (k + 1, width) rows of A/Δ per candidate; lr·s per candidate
+        self.end = end  # the layer's parameters are entries [0, end) of the flat vector
+
+    @classmethod
+    def of(cls, plan: _StackedPlan, factors: GradientFactors, scales: np.ndarray | None, rows: torch.Tensor,
+           lr: float, theta: torch.Tensor) -> _LowRankFirst | None:
+        """For the candidates θ, then θ − lr·pieces[rows[j]]; None when the model or factors don't allow it
+        (a first layer that is not a Linear on 2-d inputs, whose parameters do not lead the flat
+        vector, or that no error reached)."""
+        op = plan.trunk[0] if plan.trunk else None
+        if not isinstance(op, _Linear) or scales is None or op.weight.start != 0:
+            return None
+        end = op.weight.stop
+        if op.bias is not None:
+            if op.bias.start != end:
+                return None
+            end = op.bias.stop
+        j = next((j for j in range(len(factors.layers)) if factors.slices(j) == (op.weight, op.bias)), None)
+        if j is None:
+            return None
+        _, A, D = factors.layers[j]
+        if D is None or A.ndim != 2 or D.ndim != 2 or A.shape[0] != D.shape[0]:
+            return None
+        zero_pad, _, width = factors.padding()
+        device, dtype = theta.device, theta.dtype
+        pad = A.shape[0]  # the zero row appended to A and Δ
+        index = torch.cat([torch.full((1, width), pad, dtype=zero_pad.dtype), zero_pad.index_select(0, rows.cpu())])
+        coef = torch.cat([torch.zeros(1, dtype=torch.float64),
+                          lr * torch.as_tensor(scales, dtype=torch.float64).index_select(0, rows.cpu())])
+        return cls(theta[op.weight].view(op.shape), None if op.bias is None else theta[op.bias],
+                   A.to(device=device, dtype=dtype), D.to(device=device, dtype=dtype), index.to(device),
+                   coef.to(device=device, dtype=dtype), end)
+
+    def rows(self, lo: int, hi: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The outputs (hi − lo, out, B) of candidates lo..hi−1, as a function of the padded ``Xᵀ``."""
+
+        def first(Xt: torch.Tensor) -> torch.Tensor:
+            base = self.weight @ Xt if self.bias is None else torch.addmm(self.bias[:, None], self.weight, Xt)
+            C = Xt.new_empty(self.A.shape[0] + 1, Xt.shape[1])
+            torch.mm(self.A, Xt, out=C[:-1])
+            if self.bias is not None:
+                C[:-1] += 1.0  # the bias piece Σ_r δ_r rides as a constant input 1
+            C[-1] = 0.0
+            D = torch.cat([self.D, self.D.new_zeros(1, self.D.shape[1])])
+            index = self.index[lo:hi]
+            Dk = D[index].mul_(self.coef[lo:hi, None, None])  # (k, width, out), each scaled by lr·s_i
+            return torch.baddbmm(base.expand(len(index), *base.shape), Dk.transpose(1, 2), C[index], alpha=-1.0)
+
+        return first
 
 
 def validation_gradient(model: nn.Module, loss_fn: LossFn, theta: torch.Tensor, X: torch.Tensor,
@@ -227,13 +311,17 @@ class _StackedPlan:
     trunk: tuple[_Op, ...]
     heads: tuple[tuple[str, tuple[_Op, ...]], ...] | None  # MultiTaskNet heads, else None
 
-    def loss(self, loss_fn: LossFn, P: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, loss_fn: LossFn, P: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+             first: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Mean loss of every candidate (rows of ``P``). ``first`` (optional) maps ``Xᵀ`` (padded) to
+        the first Linear layer's outputs for all candidates (N, F, B), computed some cheaper way
+        (:class:`_LowRankFirst`); the rest of the forward then runs as usual."""
         n, rows = P.shape[0], X.shape[0]
         # Xᵀ with zero columns up to a multiple of _ROW_ALIGN: every row of every activation then fills
         # whole vector registers (≈10% faster here); the padded columns are dropped before any mean
         Xt = X.new_zeros(X[0].numel(), -(-rows // _ROW_ALIGN) * _ROW_ALIGN)
         Xt[:, :rows] = X.reshape(rows, -1).T
-        z = self._forward(self.trunk, P, Xt, n)
+        z = self._forward(self.trunk, P, Xt, n) if first is None else self._forward(self.trunk[1:], P, first(Xt), n)
         if self.heads is None:
             if loss_fn is F.cross_entropy:
                 return _cross_entropy_per_candidate(z, y)

@@ -33,11 +33,13 @@ from coopsim.errors import check
 
 @dataclass(frozen=True)
 class Guarded:
-    """Guarded pieces (N, D), and which members were excluded (non-finite) or clipped."""
+    """Guarded pieces (N, D), which members were excluded (non-finite) or clipped, and the factor each
+    piece was multiplied by: ``pieces[i] = scale[i] · reported[i]`` (0 excluded, < 1 clipped, else 1)."""
 
     pieces: torch.Tensor
     excluded: np.ndarray
     clipped: np.ndarray
+    scale: np.ndarray
 
 
 #: the quantile of the members' (per-row) piece norms that sets the guard's reference scale
@@ -58,6 +60,7 @@ def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_r
     per_row = np.where(excluded, np.nan, norms / rows)
     live = per_row[~excluded & (norms > 0)]
     clipped = np.zeros(n, dtype=bool)
+    scale = np.where(excluded, 0.0, 1.0)
     out = pieces.clone()
     if excluded.any():
         out[torch.from_numpy(excluded).to(out.device)] = 0.0
@@ -66,7 +69,7 @@ def guard_pieces(pieces: torch.Tensor, sizes: np.ndarray | None = None, *, max_r
         with np.errstate(invalid="ignore"):
             clipped = ~excluded & (norms > bound)
         if clipped.any():
-            scale = np.where(clipped, bound / np.where(clipped, norms, 1.0), 1.0)
+            scale = np.where(clipped, bound / np.where(clipped, norms, 1.0), scale)
             # scale in float64: a piece of 1e30 × D entries in float32 must not overflow on the way
             out = (out.double() * torch.from_numpy(scale).to(out.device)[:, None]).to(pieces.dtype)
-    return Guarded(out, excluded, clipped)
+    return Guarded(out, excluded, clipped, scale)

@@ -266,7 +266,7 @@ def _param_slices(model: nn.Module) -> list[tuple[int, int]]:
     return cached
 
 
-def _padding_index(sizes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, int]:
+def padding_index(sizes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Row index (n, width) of each member's rows, padded: ``zero_pad`` points padding slots at row B
     (a zero row appended to the errors), ``any_pad`` at row 0 (their product with zero is zero)."""
     n, B = len(sizes), int(sizes.sum())
@@ -294,10 +294,24 @@ class GradientFactors:
         self.model = model
         self.layers = layers
         self.sizes = sizes
+        self._padding: tuple[torch.Tensor, torch.Tensor, int] | None = None
+
+    def padding(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """:func:`padding_index` of the members' sizes (on the CPU), computed once."""
+        if self._padding is None:
+            self._padding = padding_index(self.sizes)
+        return self._padding
 
     def pieces(self) -> torch.Tensor:
         """Row i is member i's exact piece (N, D), flattened over ``model.parameters()``."""
-        return _pieces_from_factors(self.model, self.layers, self.sizes)
+        return _pieces_from_factors(self.model, self.layers, self.sizes, self.padding())
+
+    def slices(self, layer: int) -> tuple[slice, slice | None]:
+        """Where layer ``layer``'s weight and bias (None without one) sit in the flat parameter vector."""
+        mod = self.layers[layer][0]
+        where = {id(p): slice(lo, hi) for p, (lo, hi) in zip(self.model.parameters(), _param_slices(self.model),
+                                                             strict=True)}
+        return where[id(mod.weight)], None if mod.bias is None else where[id(mod.bias)]
 
 
 def _capture(model, loss_fn, X, y, *, accumulate: bool):
@@ -365,16 +379,35 @@ def factored_gradients(
     return GradientFactors(model, layers, sizes), loss
 
 
+def member_gradient_factors(
+    model: nn.Module,
+    loss_fn: LossFn,
+    member_batches: Sequence[MemberBatch],
+) -> tuple[GradientFactors, torch.Tensor]:
+    """The members' pieces of one virtual batch, factored, and the batch's mean loss (detached): the
+    ``grouped`` engine's forward and backward without building the (N, D) pieces, and without touching
+    the parameters' ``.grad`` (unlike :func:`factored_gradients`). ``factors.pieces()`` is exactly
+    what :func:`member_gradients` returns with ``engine="grouped"``.
+
+    Needs :func:`grouped_supported` models (:class:`GroupedUnsupported` if the forward shows otherwise).
+    """
+    check(grouped_supported(model), "model", type(model).__name__,
+          "a model whose parameters all live in nn.Linear / nn.Conv2d (groups=1, numeric padding)")
+    X, y, sizes = _concat(member_batches)
+    layers, loss = _capture(model, loss_fn, X, y, accumulate=False)
+    return GradientFactors(model, layers, sizes), loss
+
+
 def _grouped(model, loss_fn, X, y, sizes):
     layers, loss = _capture(model, loss_fn, X, y, accumulate=False)
-    return _pieces_from_factors(model, layers, sizes), loss
+    return _pieces_from_factors(model, layers, sizes, padding_index(sizes)), loss
 
 
-def _pieces_from_factors(model, layers, sizes):
+def _pieces_from_factors(model, layers, sizes, padding):
     n, B = len(sizes), int(sizes.sum())
     params = list(model.parameters())
     device = params[0].device
-    zero_pad, any_pad, width = _padding_index(sizes)
+    zero_pad, any_pad, width = padding
     zero_pad, any_pad = zero_pad.to(device), any_pad.to(device)
     layout = _param_slices(model)
     size = layout[-1][1] if layout else 0

@@ -234,7 +234,8 @@ class RealBackend:
     def _credit_step(self, rec, credit: np.ndarray, round_index: int) -> None:
         """One TL step's credit, added to ``credit``. ``training.credit``: "exact" evaluates (V3) for
         every member with a non-zero piece in one batched call built from the trainer's tensors
-        (``counterfactual_losses``: no numpy or float64 copy of the (N, D) pieces); "first_order" takes
+        (``counterfactual_losses``: no numpy or float64 copy of the (N, D) pieces; the first layer from
+        the pieces' factors when the step kept them); "first_order" takes
         its linear term η·⟨g̃_i, ∇L_val(θ)⟩ (``economics.valuation.one_step_first_order``), one
         validation gradient per step."""
         pieces = rec.filtered
@@ -251,7 +252,8 @@ class RealBackend:
                 self._diverged(round_index)
         else:
             base, rows, losses = counterfactual_losses(self.model, self.loss_fn, rec.theta, pieces, rec.lr,
-                                                       self.X_val, self.y_val)
+                                                       self.X_val, self.y_val, factors=rec.factors,
+                                                       scales=rec.scales)
             values = losses.double().cpu().numpy()
             # a non-finite piece (its loss is NaN) or counterfactual models that overflowed
             if not (np.isfinite(base) and np.all(np.isfinite(values))):

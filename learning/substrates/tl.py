@@ -28,12 +28,15 @@ from learning.seeding import torch_generator
 from learning.substrates.common import MemberData, TrainConfig, make_optimizer, virtual_plan
 from learning.traversal import (
     ENGINES,
+    GradientFactors,
+    GroupedUnsupported,
     LossFn,
     MemberBatch,
     VirtualBatchPlan,
     factored_gradients,
     gather,
     grouped_supported,
+    member_gradient_factors,
     member_gradients,
     member_gradients_and_loss,
 )
@@ -74,13 +77,21 @@ class StepRecord:
     trainer steps from the factored pieces (:class:`learning.traversal.GradientFactors`) and builds
     the dense matrix only when ``raw`` or ``filtered`` is first read (then it is kept, and
     ``raw is filtered``); :attr:`pieces_materialised` tells whether that has happened.
+
+    ``factors`` and ``scales``: when the filtered pieces are the raw ones up to a factor per member
+    (no value filter or tamper active; the guard only rescales or zeroes whole pieces), ``factors``
+    holds the raw pieces factored (:class:`learning.traversal.GradientFactors`) and
+    ``filtered[i] = scales[i] · raw[i]``; else both are None. Credit can then work on the low-rank
+    factors instead of the dense pieces (:func:`learning.evaluation.counterfactual_losses`).
     """
 
-    __slots__ = ("_filtered", "_raw", "clipped", "epoch", "excluded", "loss", "lr", "sizes", "step", "theta")
+    __slots__ = ("_filtered", "_raw", "clipped", "epoch", "excluded", "factors", "loss", "lr", "scales", "sizes",
+                 "step", "theta")
 
     def __init__(self, epoch: int, step: int, theta: torch.Tensor, raw: torch.Tensor | _Lazy,
                  filtered: torch.Tensor | _Lazy, lr: float, sizes: np.ndarray, loss: float,
-                 excluded: np.ndarray | None = None, clipped: np.ndarray | None = None) -> None:
+                 excluded: np.ndarray | None = None, clipped: np.ndarray | None = None, *,
+                 factors: GradientFactors | None = None, scales: np.ndarray | None = None) -> None:
         self.epoch, self.step, self.theta = epoch, step, theta
         self._raw, self._filtered = raw, filtered
         self.lr, self.sizes, self.loss = lr, sizes, loss
@@ -88,6 +99,8 @@ class StepRecord:
         #: members whose reported piece was non-finite (replaced by 0) / rescaled by the guard
         self.excluded = np.zeros(n, dtype=bool) if excluded is None else excluded
         self.clipped = np.zeros(n, dtype=bool) if clipped is None else clipped
+        check((factors is None) == (scales is None), "scales", scales, "given together with factors")
+        self.factors, self.scales = factors, scales
 
     @property
     def raw(self) -> torch.Tensor:
@@ -225,16 +238,28 @@ class TraversalTrainer:
         if first is None or first.data_ptr() != self._grad.data_ptr():  # someone reset the grads
             self._attach_grads()
         sizes = np.array([len(b[0]) for b in member_batches])
-        # no filter, no tamper: one ordinary backward writes Σ_i g_i into the flat grad buffer (as
-        # centralised SGD does) and the pieces stay factored until the record's raw/filtered is read
+        # no filter, no tamper, no guard: one ordinary backward writes Σ_i g_i into the flat grad buffer
+        # (as centralised SGD does) and the pieces stay factored until the record's raw/filtered is read;
+        # with the guard on, the dense pieces are built from the factors, which the record keeps for
+        # credit (the guard only rescales whole pieces: filtered[i] = scale[i] · raw[i])
         guard = self.config.guard_ratio
-        factored = (not active and tamper is None and guard is None and self.config.engine in ("auto", "grouped")
-                    and grouped_supported(self.model))
+        factorable = (not active and tamper is None and self.config.engine in ("auto", "grouped")
+                      and grouped_supported(self.model))
+        factored = factorable and guard is None
+        factors = None
         try:
             task_pieces = None
             if factored:
                 self._grad.zero_()
                 factors, loss = factored_gradients(self.model, self.loss_fn, member_batches)
+            elif factorable:
+                try:
+                    factors, loss = member_gradient_factors(self.model, self.loss_fn, member_batches)
+                    raw = factors.pieces()
+                except GroupedUnsupported:  # seen in the forward pass: the model is now marked for vmap
+                    if self.config.engine == "grouped":
+                        raise
+                    raw, loss = member_gradients_and_loss(self.model, self.loss_fn, member_batches, engine="auto")
             elif any(p.needs_task_pieces for p in active):
                 if not isinstance(self.loss_fn, MultiTaskLoss):
                     raise InputError("reject_heads", "(a value profile)",
@@ -266,8 +291,15 @@ class TraversalTrainer:
             self._flat.add_(self._grad, alpha=-self.config.lr)  # θ ← θ − η Σ_i g̃_i (V2)
         else:
             self.optimizer.step()
+        if factors is None:
+            scales = None
+        elif factored:
+            scales = np.ones(n)
+        else:
+            scales = guarded.scale
         record = StepRecord(epoch, step, theta, raw, filtered, self.config.lr, sizes, float(loss),
-                            *((excluded, clipped) if guard is not None and not factored else ()))
+                            *((excluded, clipped) if guard is not None and not factored else ()),
+                            factors=factors, scales=scales)
         if callback is not None:
             callback(record)
         return record

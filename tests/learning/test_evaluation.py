@@ -1,5 +1,6 @@
 """Batched evaluation (the V3 hot path) equals one-by-one evaluation."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -262,3 +263,65 @@ def test_validation_gradient_when_a_class_is_missing_from_the_rows(risk_digits):
     got = ValidationGradient(model, loss, X[keep], y[keep])(flat_params(model))
     loss(model(X[keep]), y[keep]).backward()
     assert torch.allclose(got, torch.cat([p.grad.reshape(-1) for p in model.parameters()]), atol=1e-6)
+
+
+def _factored_step(model, loss, X, y, sizes, seed=0):
+    """Factors of one virtual batch drawn from (X, y), ``sizes`` rows per member."""
+    from learning.traversal import member_gradient_factors
+
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(X), generator=g)[: sum(sizes)]
+    batches, start = [], 0
+    for k in sizes:
+        batches.append((X[idx[start:start + k]], y[idx[start:start + k]]))
+        start += k
+    factors, _ = member_gradient_factors(model, loss, batches)
+    return factors
+
+
+@pytest.mark.parametrize("model_name", ["logreg", "mlp", "multitask", "no-bias"])
+def test_counterfactual_losses_from_the_factored_first_layer_equal_the_dense_ones(risk_digits, model_name):
+    # (W − η s_i Δ_iᵀA_i) Xᵀ = W Xᵀ − η s_i Δ_iᵀ(A_i Xᵀ): the low-rank first layer gives V3's losses to
+    # float32 rounding (1e-6 on losses of order 1), for scaled, zeroed and empty members, in one call
+    # and in chunks of two candidates
+    from learning.evaluation import counterfactual_losses
+
+    if model_name == "no-bias":
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+        _, loss, X, y = _task(risk_digits, "mlp")
+    else:
+        model, loss, X, y = _task(risk_digits, model_name)
+    sizes = [5, 0, 3, 1, 7, 2]
+    factors = _factored_step(model, loss, X, y, sizes)
+    scales = np.array([1.0, 1.0, 0.0, 0.37, 1.0, 2.5])  # member 2 excluded by the guard, 3 clipped
+    pieces = factors.pieces() * torch.from_numpy(scales).float()[:, None]
+    theta = flat_params(model)
+    for max_entries in (1 << 25, 2 * theta.numel()):
+        want = counterfactual_losses(model, loss, theta, pieces, 0.4, X, y, max_entries=max_entries)
+        got = counterfactual_losses(model, loss, theta, pieces, 0.4, X, y, max_entries=max_entries,
+                                    factors=factors, scales=scales)
+        assert got[1].tolist() == want[1].tolist() == [0, 3, 4, 5]  # empty and zeroed members: no candidate
+        assert got[0] == pytest.approx(want[0], abs=1e-6)
+        assert torch.allclose(got[2], want[2], atol=1e-6)
+        assert not torch.allclose(want[2], torch.full_like(want[2], want[0]), atol=1e-4)  # the steps matter
+    assert torch.equal(flat_params(model), theta)
+
+
+def test_factored_first_layer_is_skipped_where_it_does_not_apply(risk_digits):
+    # a CNN (no stacked forward) and a model whose first op is not a Linear take the dense path
+    from learning import evaluation
+    from learning.evaluation import counterfactual_losses
+
+    torch.manual_seed(0)
+    tanh_first = torch.nn.Sequential(torch.nn.Tanh(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    cnn, loss, X, y = _task(risk_digits, "cnn")
+    for model in (cnn, tanh_first):
+        factors = _factored_step(model, loss, X, y, [4, 4])
+        pieces = factors.pieces()
+        theta = flat_params(model)
+        assert evaluation._stacked_plan(model) is None or not isinstance(
+            evaluation._stacked_plan(model).trunk[0], evaluation._Linear)
+        want = counterfactual_losses(model, loss, theta, pieces, 0.3, X, y)
+        got = counterfactual_losses(model, loss, theta, pieces, 0.3, X, y, factors=factors, scales=np.ones(2))
+        assert torch.equal(got[2], want[2]) and got[0] == want[0]

@@ -27,6 +27,7 @@ def test_guard_excludes_non_finite_and_bounds_norms_per_row():
     assert torch.allclose(out.pieces[3], torch.tensor([4.8, 6.4]))  # norm 2 × 4 × 1 row, direction kept
     assert torch.equal(out.pieces[[0, 1, 4]], g[[0, 1, 4]])  # within the bound: untouched
     assert torch.isnan(g[2, 0])  # the input is not modified
+    assert out.scale.tolist() == pytest.approx([1.0, 1.0, 0.0, 8.0 / 500.0, 1.0])  # pieces = scale · reported
 
 
 def test_guard_with_a_float32_piece_near_overflow():
@@ -91,3 +92,23 @@ def test_fedavg_model_stays_finite_and_a_bad_client_gets_no_weight(cla_members, 
         assert rec.clipped[0] and not rec.excluded[0]
     else:
         assert rec.excluded[0] and rec.weights[0] == 0 and rec.weights.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("guard_ratio", [None, 1.5])
+def test_tl_records_keep_the_factors_when_pieces_are_raw_up_to_a_scale(cla_members, guard_ratio):
+    # no filter, no tamper: the record's factors rebuild the raw pieces and filtered = scales · raw (the
+    # guard at 1.5 × the lower quartile clips some members); a tamper makes the pieces arbitrary: no factors
+    tl = TraversalTrainer(build_model("mlp", 64, 10, seed=3), config={"lr": 0.1, "batch_size": 32,
+                                                                     "guard_ratio": guard_ratio}, seed=11)
+    records = []
+    tl.fit(cla_members, 1, callback=records.append)
+    assert records and all(r.factors is not None for r in records)
+    if guard_ratio is not None:
+        assert any(r.clipped.any() for r in records)
+    for r in records:
+        scaled = r.factors.pieces() * torch.from_numpy(r.scales).float()[:, None]
+        assert torch.allclose(r.filtered, scaled, rtol=1e-5, atol=1e-9)
+        assert np.all(r.scales[~r.clipped & ~r.excluded] == 1.0) and np.all(r.scales[r.clipped] < 1.0)
+    tampered = []
+    tl.fit(cla_members, 1, callback=tampered.append, tamper=lambda p: p * 2.0)
+    assert all(r.factors is None and r.scales is None for r in tampered)
