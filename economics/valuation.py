@@ -127,7 +127,7 @@ def one_step_first_order(updates: np.ndarray, lr: float, gradient: np.ndarray) -
 
     ``updates`` is ``(N, D)`` (row i: member i's admissible piece ``g~_i``), ``gradient`` is
     ``grad L(theta)`` ``(D,)``; both must be finite. A float32 or float64 ``updates`` array is used
-    as it is (no float64 copy): one BLAS mat-vec in its own precision (float32: rounding of order
+    as it is (no float64 copy): one mat-vec in its own precision (float32: rounding of order
     ``sqrt(D) * 2**-24`` relative to ``sum_d |g~_id| |grad_d|``, below the float32 evaluation error
     of exact (V3)); rows whose float32 products overflow are redone in float64. Finiteness is read
     off the result: with a finite gradient, a NaN or inf entry always makes its row's credit non-finite.
@@ -139,8 +139,10 @@ def one_step_first_order(updates: np.ndarray, lr: float, gradient: np.ndarray) -
         rows = as_matrix("updates", rows)
     gradient = as_vector("gradient", gradient, rows.shape[1])
     lr = finite_scalar("lr", lr, low=0.0, low_open=True)
+    # einsum, not BLAS: a mat-vec this small costs less than waking BLAS threads, whose spinning would
+    # then compete with torch's for the rest of the step
     with np.errstate(over="ignore", invalid="ignore"):
-        credit = lr * (rows @ gradient.astype(rows.dtype, copy=False)).astype(np.float64)
+        credit = lr * np.einsum("nd,d->n", rows, gradient.astype(rows.dtype, copy=False)).astype(np.float64)
         redo = np.flatnonzero(~np.isfinite(credit))
         if redo.size and rows.dtype != np.float64:  # overflowed in float32: the same rows in float64
             credit[redo] = lr * np.einsum("nd,d->n", rows[redo], gradient, dtype=np.float64)
