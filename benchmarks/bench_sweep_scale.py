@@ -11,15 +11,17 @@ parallelise. (The goal's sweep had 400 principals when the issue was filed and i
 reading agent rows from columns made them 4× faster, so the population was raised to keep runs of
 that length.) Each configuration runs ``coopsim sweep`` as a user would, in a fresh process
 and a fresh output folder (nothing is resumed); the wall time therefore includes what does not
-parallelise: starting Python, planning (every run validated), starting the workers (each imports
-torch and the scenario library), storing the run files as they arrive, the combine step
-(``results.parquet``, ``runs.parquet``, the summary) and the figures. The Dask cluster is started
-before the clock starts (a user's cluster is already running); its workers are fresh, so they import
-on their first run like joblib's. Every configuration must finish all its runs with the same numbers
-(seeds depend only on the plan, never on scheduling). Each wall time is broken down by the sweep's
-own ``timing`` (summary.json: planning, waiting for workers, the runs, combining, figures), and the
-runs phase's speed-up is printed beside the whole sweep's: with short runs the phases that do not
-parallelise bound the whole sweep's speed-up. Run from the repository root:
+parallelise: starting Python and importing the library (about 4.5 s per process here), planning
+(every run validated), storing the run files as they arrive, the combine step
+(``results.parquet``, ``runs.parquet``, the summary) and the figures. Two local workers are the
+coordinating process itself and one helper process, which starts first and imports the library
+while the coordinator imports and plans. The Dask cluster is started before the clock starts (a
+user's cluster is already running), its workers as the README starts them (the library preloaded,
+Dask's profiler off). Every configuration must finish all its runs with the same numbers (seeds
+depend only on the plan, never on scheduling). Each wall time is broken down by the sweep's own
+``timing`` (summary.json: planning, the runs, combining, figures), and the runs phase's speed-up
+is printed beside the whole sweep's: the phases that do not parallelise bound the whole sweep's
+speed-up. Run from the repository root:
 
     python benchmarks/bench_sweep_scale.py            # about 5 minutes on 2 cores
     python benchmarks/bench_sweep_scale.py --quick    # 12 runs per sweep: about 1.5 minutes
@@ -84,17 +86,23 @@ def sweep_once(sweep_file: Path, out: Path, *options: str) -> dict:
 
 
 def dask_sweep(sweep_file: Path, out: Path, workers: int) -> dict:
-    """The same sweep on a fresh local Dask cluster: ``workers`` single-threaded worker processes."""
+    """The same sweep on a fresh local Dask cluster: ``workers`` single-threaded worker processes,
+    started as the README starts a cluster's workers: ``--preload scenarios.dask_preload`` (the
+    library imported when a worker starts, before the sweep's clock) and Dask's statistical profiler
+    off (``distributed.worker.profile.enabled``: it samples every running task's stack every 10 ms
+    under the GIL, which made these runs about 16% slower)."""
+    import dask
     from distributed import LocalCluster
 
     warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-    with LocalCluster(
+    with dask.config.set({"distributed.worker.profile.enabled": False}), LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
         silence_logs=logging.ERROR,
+        preload=["scenarios.dask_preload"],
     ) as cluster:
         return sweep_once(sweep_file, out, "--scheduler", cluster.scheduler_address)
 

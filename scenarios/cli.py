@@ -40,15 +40,26 @@ def _root(
                                               "and robust when other processes share the cores)")] = 1,
 ) -> None:
     """coopsim: reward mechanisms for AI cooperatives, on real training."""
+    _THREADS[0] = threads  # set by each command (_exit_codes): importing torch takes a second
+
+
+_THREADS = [1]
+
+
+def _use_threads() -> None:
+    """torch's CPU threads as ``--threads`` says."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(_THREADS[0])
 
 
 @contextmanager
-def _exit_codes() -> Iterator[None]:
-    """Bad input → message naming the field, exit 2; any other failure → traceback, exit 1."""
+def _exit_codes(*, threads: bool = True) -> Iterator[None]:
+    """Bad input → message naming the field, exit 2; any other failure → traceback, exit 1. Sets
+    torch's threads first, unless ``threads=False`` (the command does, when it is ready to)."""
     try:
+        if threads:
+            _use_threads()
         yield
     except (typer.Exit, typer.Abort):
         raise
@@ -218,7 +229,8 @@ def _cell(value: object) -> str:
 @app.command()
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="sweep TOML: scenario, seed, repeats, base and grid tables")],
-    workers: Annotated[int, typer.Option(help="local worker processes (joblib)", min=1)] = 1,
+    workers: Annotated[int, typer.Option(help="runs at once: this process and workers − 1 helper processes "
+                                              "(joblib's loky)", min=1)] = 1,
     scheduler: Annotated[str | None, typer.Option(help="address of a Dask scheduler, e.g. tcp://host:8786")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default results/sweeps/<file stem>/)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -227,12 +239,20 @@ def sweep(
                                                     "run files already stored")] = False,
 ) -> None:
     """Run a scenario over a grid × repeats; resumable (finished runs are skipped)."""
-    with _exit_codes():
+    with _exit_codes(threads=False):
+        started = time.perf_counter()
+        helpers = None
+        if workers > 1 and scheduler is None and not combine_only:
+            # the helper processes start first, importing the library on the other cores while this
+            # process imports and plans (a second or more each)
+            from scenarios.parallel import start_workers, warm_library
+
+            helpers = start_workers(warm_library, workers=workers)
+        _use_threads()
         from scenarios.sweep import run_sweep
 
-        started = time.perf_counter()
         done = run_sweep(sweep_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
-                         connect_timeout=connect_timeout, combine_only=combine_only)
+                         connect_timeout=connect_timeout, combine_only=combine_only, started=helpers)
         s = done.summary
         console.print(f"{len(done.specs)} runs: {done.ran} ran now, {done.reused} reused from earlier, "
                       f"{s['n_failed']} failed, {s['n_missing']} missing ({time.perf_counter() - started:.1f} s)")
@@ -250,7 +270,8 @@ def sweep(
 def tune(
     study_file: Annotated[Path, typer.Argument(help="study TOML: [cooperative], [space], [objectives], "
                                                     "[constraints], trials, repeats, seed")],
-    workers: Annotated[int, typer.Option(help="trials run at once: local worker processes (joblib), or the batch "
+    workers: Annotated[int, typer.Option(help="trials run at once: this process and workers − 1 helper processes "
+                                              "(joblib's loky), or the batch "
                                               "size on a Dask cluster", min=1)] = 1,
     scheduler: Annotated[str | None, typer.Option(help="address of a Dask scheduler, e.g. tcp://host:8786")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default results/tune/<file stem>/)")] = None,

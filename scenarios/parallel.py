@@ -12,11 +12,13 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import queue
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from coopsim.errors import InputError
@@ -124,20 +126,90 @@ def forget_finished_models() -> None:
 
 
 def local_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
-    """``fn`` over ``items`` in this process (``workers == 1``, in order) or in ``workers`` joblib
-    processes (results in completion order)."""
+    """``fn`` over ``items`` with ``workers`` tasks at once: ``workers == 1`` in this process, in order;
+    else this process and ``workers − 1`` helper processes (:func:`helper_pool`) take the items one
+    at a time from one queue (results in completion order; a helper gets its next item the moment it
+    finishes one). This process working beside its helpers is what lets two workers halve a sweep on
+    two cores: only one process has to start (and import the library) while this one already runs
+    tasks. A task that raises stops the map: no new item is handed out, the helpers' queued items are
+    cancelled and the exception propagates."""
     if workers == 1:
         for item in items:
             yield fn(item)
         return
-    from joblib import Parallel, delayed
+    pool = helper_pool(workers - 1)
+    pending = collections.deque(items)
+    lock = threading.Lock()
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    handed: list[Future] = []
+    stopped = False
+
+    def take() -> tuple[bool, Any]:
+        with lock:
+            return (True, pending.popleft()) if pending and not stopped else (False, None)
+
+    def hand_out(_: Any = None) -> None:
+        """One item to the helpers (again each time one of theirs finishes: run in loky's thread)."""
+        with lock:
+            if stopped or not pending:
+                return
+            future = pool.submit(fn, pending.popleft())
+            handed.append(future)
+        future.add_done_callback(finished.put)
+        future.add_done_callback(hand_out)
+
+    try:
+        for _ in range(workers - 1):
+            hand_out()
+        received = 0
+        while True:
+            got, item = take()
+            if not got:
+                break
+            result = fn(item)
+            while not finished.empty():  # the helpers' results that came in meanwhile
+                received += 1
+                yield finished.get().result()
+            yield result
+        while True:
+            with lock:
+                if received == len(handed):
+                    break
+            received += 1
+            yield finished.get().result()
+    finally:
+        with lock:
+            stopped = True  # an early stop (error, interrupt, a consumer that let go): nothing more starts
+        for future in handed:
+            future.cancel()
+
+
+#: seconds an idle helper process waits for work before it exits (joblib's default)
+HELPER_IDLE_S = 300
+
+
+def helper_pool(n: int) -> Any:
+    """The ``n`` local helper processes: joblib's reusable loky executor (the same processes from call
+    to call while ``n`` stays the same), this process marked as their coordinator."""
+    from joblib.externals.loky import get_reusable_executor
 
     _mark_coordinator()
-    with warnings.catch_warnings():
-        # loky replaces a worker whose memory grew by more than 300 MB after a large run; the result is
-        # kept and nothing is lost, so its warning would only alarm
-        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
-        yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(fn)(item) for item in items)
+    # loky replaces a helper whose memory grew by more than 300 MB after a large run; the result is kept
+    # and nothing is lost, so its warning would only alarm
+    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
+    return get_reusable_executor(max_workers=n, timeout=HELPER_IDLE_S)
+
+
+def warm_library() -> None:
+    """A worker's first call (:func:`start_workers`): its set-up and the scenario library's imports
+    (torch among them: seconds), done while the coordinator imports and plans."""
+    import contextlib
+
+    worker_setup()
+    with contextlib.suppress(Exception):  # a library that fails to import is reported by the runs themselves
+        from scenarios.registry import registry
+
+        registry()
 
 
 class Started:
@@ -158,31 +230,21 @@ class Started:
 def start_workers(warm: Callable[[], Any], *, workers: int = 1, client: Any = None) -> Started:
     """Start the workers now, each calling ``warm`` once (e.g. importing the scenario library: seconds
     per process), so that they start while the coordinator plans; call ``ready()`` on the result
-    before mapping. Locally, the joblib processes started here are the ones the next
-    :func:`local_map` with as many workers uses (joblib reuses its loky executor); on Dask, one call
-    per connected worker. ``warm`` should not raise (a failing start-up is better reported by the
-    tasks themselves). Nothing to start for one local worker (the coordinator runs the tasks)."""
+    before mapping. Locally, the ``workers − 1`` joblib processes started here are the helpers of
+    the next :func:`local_map` with as many workers (joblib reuses its loky executor) and ``ready()``
+    waits for nothing (the coordinator runs tasks while they warm up); on Dask, one call per
+    connected worker, and ``ready()`` waits for them. ``warm`` should not raise (a failing start-up
+    is better reported by the tasks themselves). Nothing to start for one local worker."""
     if client is not None:
         addresses = list(client.ncores())  # every connected worker
         futures = [client.submit(warm, workers=[a], allow_other_workers=False, pure=False) for a in addresses]
         return Started(lambda: client.gather(futures, errors="skip"), lambda: client.cancel(futures))
     if workers == 1:
         return Started()
-    from joblib import Parallel, delayed
-
-    _mark_coordinator()
-    started = Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(warm)() for _ in range(workers))
-
-    def ready() -> None:
-        for _ in started:  # consumed to the end: a generator dropped early aborts its workers
-            pass
-
-    def close() -> None:
-        with warnings.catch_warnings():  # joblib warns that the warm-up's results went unused
-            warnings.simplefilter("ignore")
-            started.close()
-
-    return Started(ready, close)
+    pool = helper_pool(workers - 1)  # the coordinator is the other worker (local_map)
+    for _ in range(workers - 1):
+        pool.submit(warm)  # nothing to wait for: the coordinator runs tasks while its helpers warm up
+    return Started()
 
 
 def _mark_coordinator() -> None:

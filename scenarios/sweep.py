@@ -43,8 +43,8 @@ from scenarios import stats
 from scenarios.config import Section, flatten, flatten_sections, read_toml, validate
 from scenarios.figures import sweep_figures
 from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, write_json
-from scenarios.parallel import Started, connect, parallel_map, start_workers, worker_setup
-from scenarios.registry import get, registry, resolve
+from scenarios.parallel import Started, connect, parallel_map, start_workers, warm_library, worker_setup
+from scenarios.registry import get, resolve
 from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, parquet_bytes, write_parquet
 from scenarios.runner import execute
 
@@ -199,18 +199,26 @@ class SweepOutcome:
 
 
 def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, scheduler: str | None = None,
-              progress: bool = True, connect_timeout: float = 20.0, combine_only: bool = False) -> SweepOutcome:
-    """Plan, run the missing runs (joblib with ``workers`` processes, or the Dask scheduler at
-    ``scheduler``), write each as it finishes (a failed run as ``runs/<id>.failed.json``, retried
-    on the next start), then rebuild the combined results and figures out of core.
-    ``combine_only`` skips running: it rebuilds from the run files already stored."""
+              progress: bool = True, connect_timeout: float = 20.0, combine_only: bool = False,
+              started: Started | None = None) -> SweepOutcome:
+    """Plan, run the missing runs (this process and ``workers − 1`` local helper processes, or the
+    Dask scheduler at ``scheduler``), write each as it finishes (a failed run as
+    ``runs/<id>.failed.json``, retried on the next start), then rebuild the combined results and
+    figures out of core. ``combine_only`` skips running: it rebuilds from the run files already
+    stored. ``started``: the workers, if the caller started them already
+    (:func:`scenarios.parallel.start_workers`)."""
     if workers < 1:
         raise InputError("--workers", workers, "an integer ≥ 1")
     path = Path(path)
-    sweep = load_sweep(path)
-    client = connect(scheduler, connect_timeout) if scheduler and not combine_only else None
-    # the workers start (each imports the library, seconds) while this process plans
-    started = start_workers(warm_worker, workers=workers, client=client) if not combine_only else Started()
+    try:
+        sweep = load_sweep(path)
+        client = connect(scheduler, connect_timeout) if scheduler and not combine_only else None
+    except BaseException:
+        if started is not None:
+            started.close()
+        raise
+    if started is None:  # the workers start (each imports the library, seconds) while this process plans
+        started = start_workers(warm_library, workers=workers, client=client) if not combine_only else Started()
     try:
         clock = time.perf_counter()
         specs = plan(sweep, path)
@@ -220,16 +228,6 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
         started.close()
         if client is not None:
             client.close()
-
-
-def warm_worker() -> None:
-    """A worker's first call (:func:`scenarios.parallel.start_workers`): its set-up and the scenario
-    library's imports (torch among them), done while the coordinator plans."""
-    import contextlib
-
-    worker_setup()
-    with contextlib.suppress(Exception):  # a library that fails to import is reported by the runs themselves
-        registry()
 
 
 def _run_and_combine(path: Path, sweep: SweepFile, specs: list[RunSpec], out: Path | None, workers: int,

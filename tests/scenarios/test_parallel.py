@@ -1,0 +1,69 @@
+"""Local parallel map (scenarios.parallel.local_map): the coordinating process runs tasks beside its
+helper processes, every item exactly once, errors stop the map."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+
+import pytest
+
+from scenarios.parallel import local_map, start_workers
+
+
+def _slow(x: int) -> tuple[int, int]:
+    time.sleep(0.2)
+    return x, os.getpid()
+
+
+def _fails_at_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("item 3 fails")
+    time.sleep(0.05)
+    return x
+
+
+def _warm() -> None:
+    time.sleep(0.5)
+
+
+def test_the_coordinator_and_its_helper_share_the_items():
+    # two workers = this process + one helper process: every item once, both take some (the helper gets
+    # the first item at once; the coordinator takes the next from the same queue)
+    start_workers(_warm, workers=2)  # the helper warms up while the coordinator already works
+    out = list(local_map(_slow, list(range(10)), 2))
+    assert sorted(x for x, _ in out) == list(range(10))
+    by = collections.Counter(pid for _, pid in out)
+    assert os.getpid() in by and len(by) == 2 and all(n >= 2 for n in by.values())
+
+
+def test_one_worker_runs_in_order_in_this_process():
+    out = list(local_map(_slow, [3, 1, 2], 1))
+    assert out == [(3, os.getpid()), (1, os.getpid()), (2, os.getpid())]
+
+
+def test_a_failing_task_stops_the_map_and_raises():
+    # item 3 fails wherever it runs: the error reaches the caller and no item is started after it
+    seen = []
+    with pytest.raises(ValueError, match="item 3 fails"):
+        for x in local_map(_fails_at_three, list(range(40)), 2):
+            seen.append(x)
+    assert len(seen) < 39
+
+
+def _marks(item: tuple[str, int]) -> int:
+    folder, x = item
+    open(os.path.join(folder, str(x)), "w").close()  # started
+    time.sleep(0.2)
+    return x
+
+
+def test_a_consumer_that_stops_early_starts_nothing_more(tmp_path):
+    # after the caller lets go, only the tasks already running finish: of 30 items, at most the
+    # coordinator's first and the helper's first two (its current and the one it took next) started
+    gen = local_map(_marks, [(str(tmp_path), x) for x in range(30)], 2)
+    next(gen)
+    gen.close()
+    time.sleep(1.0)
+    assert len(list(tmp_path.iterdir())) <= 4
