@@ -171,10 +171,10 @@ class _LowRankFirst:
     all candidates share ``W Xᵀ + b`` and differ by one (out × rows_i) × (rows_i × B) product with
     ``C = A Xᵀ + 1``, computed once. Candidate 0 is θ itself (no correction)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, A: torch.Tensor, D: torch.Tensor,
-                 index: torch.Tensor, coef: torch.Tensor, end: int) -> None:
-        self.weight, self.bias, self.A, self.D = weight, bias, A, D
-        self.index, self.coef = index, coef  # (k + 1, width) rows of A/Δ per candidate; lr·s per candidate
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, A: torch.Tensor, Dt: torch.Tensor,
+                 index: torch.Tensor, end: int) -> None:
+        self.weight, self.bias, self.A = weight, bias, A
+        self.Dt, self.index = Dt, index  # per candidate: lr·s_i·Δ_iᵀ (out, width); its rows of A (width,)
         self.end = end  # the layer's parameters are entries [0, end) of the flat vector
 
     @classmethod
@@ -198,14 +198,17 @@ class _LowRankFirst:
         if D is None or A.ndim != 2 or D.ndim != 2 or A.shape[0] != D.shape[0]:
             return None
         zero_pad, _, width = factors.padding()
+        chosen = rows.cpu().numpy()
+        # candidate 0 (θ) points every slot at the zero row appended to Δ and to C = A Xᵀ + 1
+        index = np.vstack([np.full((1, width), A.shape[0]), zero_pad.numpy()[chosen]])
+        coef = np.concatenate([[0.0], lr * np.asarray(scales, dtype=np.float64)[chosen]])
         device, dtype = theta.device, theta.dtype
-        pad = A.shape[0]  # the zero row appended to A and Δ
-        index = torch.cat([torch.full((1, width), pad, dtype=zero_pad.dtype), zero_pad.index_select(0, rows.cpu())])
-        coef = torch.cat([torch.zeros(1, dtype=torch.float64),
-                          lr * torch.as_tensor(scales, dtype=torch.float64).index_select(0, rows.cpu())])
+        index_t = torch.from_numpy(index).to(device)
+        D = D.to(device=device, dtype=dtype)
+        Dk = torch.cat([D, D.new_zeros(1, D.shape[1])])[index_t]  # (k + 1, width, out)
+        Dk.mul_(torch.from_numpy(coef).to(device=device, dtype=dtype)[:, None, None])
         return cls(theta[op.weight].view(op.shape), None if op.bias is None else theta[op.bias],
-                   A.to(device=device, dtype=dtype), D.to(device=device, dtype=dtype), index.to(device),
-                   coef.to(device=device, dtype=dtype), end)
+                   A.to(device=device, dtype=dtype), Dk.transpose(1, 2), index_t, end)
 
     def rows(self, lo: int, hi: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """The outputs (hi − lo, out, B) of candidates lo..hi−1, as a function of the padded ``Xᵀ``."""
@@ -217,10 +220,8 @@ class _LowRankFirst:
             if self.bias is not None:
                 C[:-1] += 1.0  # the bias piece Σ_r δ_r rides as a constant input 1
             C[-1] = 0.0
-            D = torch.cat([self.D, self.D.new_zeros(1, self.D.shape[1])])
             index = self.index[lo:hi]
-            Dk = D[index].mul_(self.coef[lo:hi, None, None])  # (k, width, out), each scaled by lr·s_i
-            return torch.baddbmm(base.expand(len(index), *base.shape), Dk.transpose(1, 2), C[index], alpha=-1.0)
+            return torch.baddbmm(base.expand(len(index), *base.shape), self.Dt[lo:hi], C[index], alpha=-1.0)
 
         return first
 
