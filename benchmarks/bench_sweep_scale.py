@@ -21,7 +21,10 @@ Dask's profiler off). Every configuration must finish all its runs with the same
 depend only on the plan, never on scheduling). Each wall time is broken down by the sweep's own
 ``timing`` (summary.json: planning, the runs, combining, figures), and the runs phase's speed-up
 is printed beside the whole sweep's: the phases that do not parallelise bound the whole sweep's
-speed-up. Run from the repository root:
+speed-up. Two rows say what bounds the runs phase itself: how much slower a run is when two run at
+once (from the runs' own times), and how much work two CPU-bound processes do at once against one
+alone on this machine (a pure-Python loop: 2 where the two cores share nothing). Run from the
+repository root:
 
     python benchmarks/bench_sweep_scale.py            # about 5 minutes on 2 cores
     python benchmarks/bench_sweep_scale.py --quick    # 12 runs per sweep: about 1.5 minutes
@@ -111,9 +114,35 @@ def _results(summary: dict) -> dict:
     return {r["run_id"]: r["metrics"] for r in summary["runs"]}
 
 
+SPIN = """
+import time
+start, n = time.perf_counter(), 0
+while time.perf_counter() - start < {seconds}:
+    sum(range(10_000))
+    n += 1
+print(n)
+"""
+
+
+def machine_ceiling(seconds: float = 4.0) -> Goal:
+    """The most any two-worker speed-up can be on this machine: the work two CPU-bound Python
+    processes do at once, over what one does alone (1 where the cores share nothing; 2 is ideal).
+    Two virtual cores that share a physical one, or a host busy elsewhere, give less."""
+    def spin(n: int) -> list[int]:
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN.format(seconds=seconds)], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(n)]
+        return [int(p.communicate()[0]) for p in procs]
+
+    alone, together = spin(1)[0], sum(spin(2))
+    return Goal(SCRIPT, "this machine's ceiling for a 2-worker speed-up: two CPU-bound processes at once / one "
+                        "alone (pure-Python loop)", together / alone, "×",
+                note=f"{together:,} / {alone:,} loops in {seconds:g} s")
+
+
 def goals(quick: bool = False) -> list[Goal]:
     repeats = 3 if quick else 12
-    out = _sweep_goals(repeats, principals=20_000, dask=True, target=TARGET)
+    out = [machine_ceiling()]
+    out += _sweep_goals(repeats, principals=20_000, dask=True, target=TARGET)
     out += _sweep_goals(repeats, principals=400, dask=False, target=None)
     return out
 
@@ -163,6 +192,10 @@ def _sweep_goals(repeats: int, *, principals: int, dask: bool, target: float | N
         out.append(Goal(SCRIPT, f"  the runs phase alone, {label.split(',')[0]} (no start-up, planning, combining "
                                 "or figures)", runs_1 / runs_2 if ok else float("nan"), "×",
                         note=f"{runs_1:.1f} s / {runs_2:.1f} s"))
+        slower = m["runs_seconds"] / base["runs_seconds"]
+        out.append(Goal(SCRIPT, f"  a run's own time with two at once / alone, {label.split(',')[0]} (the runs "
+                                "phase's speed-up is at most 2 / this)", slower, "×",
+                        note=f"{m['runs_seconds']:.0f} s / {base['runs_seconds']:.0f} s over the {n_runs} runs"))
     return out
 
 

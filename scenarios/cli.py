@@ -241,13 +241,7 @@ def sweep(
     """Run a scenario over a grid × repeats; resumable (finished runs are skipped)."""
     with _exit_codes(threads=False):
         started = time.perf_counter()
-        helpers = None
-        if workers > 1 and scheduler is None and not combine_only:
-            # the helper processes start first, importing the library on the other cores while this
-            # process imports and plans (a second or more each)
-            from scenarios.parallel import start_workers, warm_library
-
-            helpers = start_workers(warm_library, workers=workers)
+        helpers = _start_helpers(workers) if scheduler is None and not combine_only else None
         _use_threads()
         from scenarios.sweep import run_sweep
 
@@ -266,6 +260,16 @@ def sweep(
         console.print(f"figures: {(done.out / 'figures').resolve()} ({len(done.figures)} PNG)")
 
 
+def _start_helpers(workers: int):
+    """Start a local map's ``workers − 1`` helper processes now, before this process imports the library:
+    they import it on the other cores meanwhile (seconds each). None for one worker."""
+    if workers == 1:
+        return None
+    from scenarios.parallel import start_workers, warm_library
+
+    return start_workers(warm_library, workers=workers)
+
+
 @app.command()
 def tune(
     study_file: Annotated[Path, typer.Argument(help="study TOML: [cooperative], [space], [objectives], "
@@ -280,10 +284,13 @@ def tune(
 ) -> None:
     """Search mechanism settings (Optuna) for the study's objectives under its constraints; resumable
     (the study lives in OUT/study.db: rerun the same command after an interruption)."""
-    with _exit_codes():
+    with _exit_codes(threads=False):
+        started = time.perf_counter()
+        if scheduler is None:
+            _start_helpers(workers)
+        _use_threads()
         from scenarios.tune import run_tune
 
-        started = time.perf_counter()
         done = run_tune(study_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
                         connect_timeout=connect_timeout)
         s = done.summary
