@@ -286,13 +286,17 @@ def tune(
     (the study lives in OUT/study.db: rerun the same command after an interruption)."""
     with _exit_codes(threads=False):
         started = time.perf_counter()
-        if scheduler is None:
-            _start_helpers(workers)
-        _use_threads()
-        from scenarios.tune import run_tune
+        helpers = _start_helpers(workers) if scheduler is None else None
+        try:
+            _use_threads()
+            from scenarios.tune import run_tune
 
-        done = run_tune(study_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
-                        connect_timeout=connect_timeout)
+            done = run_tune(study_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
+                            connect_timeout=connect_timeout)
+        except BaseException:
+            if helpers is not None:
+                helpers.close()
+            raise
         s = done.summary
         counts = ", ".join(f"{v} {k}" for k, v in s["trials"].items())
         recovered = (f"; {len(done.recovered)} interrupted trial(s) marked failed and queued again"

@@ -244,7 +244,9 @@ def start_workers(warm: Callable[[], Any], *, workers: int = 1, client: Any = No
     pool = helper_pool(workers - 1)  # the coordinator is the other worker (local_map)
     for _ in range(workers - 1):
         pool.submit(warm)  # nothing to wait for: the coordinator runs tasks while its helpers warm up
-    return Started()
+    # closed before ready() (bad input found while planning): stop the helpers at once rather than let
+    # the coordinator's exit wait for their warm-up
+    return Started(close=lambda: pool.shutdown(wait=False, kill_workers=True))
 
 
 def _mark_coordinator() -> None:

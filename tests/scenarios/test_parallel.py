@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from scenarios.parallel import local_map, start_workers
+from scenarios.parallel import helper_pool, local_map, start_workers
 
 
 def _slow(x: int) -> tuple[int, int]:
@@ -67,3 +67,18 @@ def test_a_consumer_that_stops_early_starts_nothing_more(tmp_path):
     gen.close()
     time.sleep(1.0)
     assert len(list(tmp_path.iterdir())) <= 4
+
+
+def _warm_long() -> None:
+    time.sleep(30.0)
+
+
+def test_helpers_closed_before_use_are_shut_down_and_a_later_map_starts_new_ones():
+    # bad input found while planning: close() kills the helpers (their 30 s warm-up is not waited for)
+    # and the next map gets a fresh pool
+    started = start_workers(_warm_long, workers=2)
+    pool = helper_pool(1)
+    started.close()
+    assert helper_pool(1) is not pool
+    out = list(local_map(_slow, list(range(6)), 2))
+    assert sorted(x for x, _ in out) == list(range(6))
