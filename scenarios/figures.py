@@ -4,6 +4,7 @@ with units, figures saved atomically as PNG."""
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,10 @@ def metric_vs_parameter(table, metric: str, grid_cols: list[str], path: Path, *,
                     if (part[x] == v).any()}
             ns += [e.n for e in ests.values()]
             xs = [order.index(v) for v in ests] if categorical else list(ests)
-            label = ", ".join(f"{_short(c[5:])}={_short(str(v), 48)}"
-                              for c, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False)
-                              ) if others else None
+            # long values (tables) wrap over lines below the axes rather than being cut
+            label = textwrap.fill(", ".join(f"{_short(c[5:])}={_short(str(v), 160)}"
+                                            for c, v in zip(others, key if isinstance(key, tuple) else (key,),
+                                                            strict=False)), 80) if others else None
             estimate_band(ax, xs, list(ests.values()), color=OKABE_ITO[k % len(OKABE_ITO)], label=label)
         if categorical:
             ax.set_xticks(range(len(order)), [str(v) for v in order])
