@@ -127,10 +127,11 @@ def one_step_first_order(updates: np.ndarray, lr: float, gradient: np.ndarray) -
 
     ``updates`` is ``(N, D)`` (row i: member i's admissible piece ``g~_i``), ``gradient`` is
     ``grad L(theta)`` ``(D,)``; both must be finite. A float32 or float64 ``updates`` array is used
-    as it is (no float64 copy): one mat-vec in its own precision (float32: rounding of order
-    ``sqrt(D) * 2**-24`` relative to ``sum_d |g~_id| |grad_d|``, below the float32 evaluation error
-    of exact (V3)); rows whose float32 products overflow are redone in float64. Finiteness is read
-    off the result: with a finite gradient, a NaN or inf entry always makes its row's credit non-finite.
+    as it is (no float64 copy): one mat-vec in its own precision (float32: rounding typically of
+    order ``sqrt(D) * 2**-24``, at worst ``D * 2**-24``, relative to ``sum_d |g~_id| |grad_d|``; the
+    float32 losses of exact (V3) carry more); rows whose float32 products overflow are redone in
+    float64. Finiteness is read off the result: with a finite gradient, a NaN or inf entry always
+    makes its row's credit non-finite.
     """
     rows = np.asarray(updates)
     if rows.dtype in (np.float32, np.float64):

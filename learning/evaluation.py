@@ -137,7 +137,9 @@ def counterfactual_losses(
         return float(batched_loss(model, loss_fn, theta.to(dtype)[None], X, y, method=method)[0]), rows, \
             torch.zeros(0, dtype=dtype)
     plan = _stacked_plan(model) if factors is not None and method in ("auto", "stacked") else None
-    low_rank = None if plan is None else _LowRankFirst.of(plan, factors, scales, rows, lr, theta.to(dtype))
+    device = next(model.parameters()).device  # where batched_loss would evaluate
+    low_rank = None if plan is None else _LowRankFirst.of(plan, factors, scales, rows, lr,
+                                                           theta.to(device=device, dtype=dtype))
     # the candidates' parameters; with the first layer from the factors, only the columns after it
     start = 0 if low_rank is None else low_rank.end
     chosen = pieces[:, start:] if k == len(pieces) else pieces[:, start:].index_select(0, rows)
@@ -148,7 +150,7 @@ def counterfactual_losses(
     if low_rank is not None:
         assert plan is not None
         with torch.no_grad():
-            out = torch.cat([plan.loss(loss_fn, P[s:s + chunk], X, y, low_rank.rows(s, s + chunk))
+            out = torch.cat([plan.loss(loss_fn, P[s:s + chunk].to(device), X, y, low_rank.rows(s, s + chunk))
                              for s in range(0, k + 1, chunk)])
     elif chunk > k:
         out = batched_loss(model, loss_fn, P, X, y, method=method)

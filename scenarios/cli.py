@@ -242,9 +242,13 @@ def sweep(
     with _exit_codes(threads=False):
         started = time.perf_counter()
         helpers = _start_helpers(workers) if scheduler is None and not combine_only else None
-        _use_threads()
-        from scenarios.sweep import run_sweep
-
+        try:
+            _use_threads()
+            from scenarios.sweep import run_sweep
+        except BaseException:
+            if helpers is not None:
+                helpers.close()
+            raise
         done = run_sweep(sweep_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
                          connect_timeout=connect_timeout, combine_only=combine_only, started=helpers)
         s = done.summary

@@ -65,8 +65,8 @@ def worker_setup() -> None:
 
     die_with_parent()
     torch.set_num_threads(1)
-    # applied to the BLAS libraries loaded by now and kept for the process (joblib's workers have it
-    # already); at every call, since a task may have loaded another one (scipy's) since the last
+    # applied to the BLAS libraries loaded by now and kept for the process (local helpers start with it
+    # in their environment); at every call, since a task may have loaded another one (scipy's) since the last
     threadpool_limits(limits=1)
     if not _SET_UP:
         keep_freed_memory()
@@ -131,8 +131,12 @@ def local_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterato
     at a time from one queue (results in completion order; a helper gets its next item the moment it
     finishes one). This process working beside its helpers is what lets two workers halve a sweep on
     two cores: only one process has to start (and import the library) while this one already runs
-    tasks. A task that raises stops the map: no new item is handed out, the helpers' queued items are
-    cancelled and the exception propagates."""
+    tasks.
+
+    A task that raises (here or in a helper) stops the map: nothing more is handed out, every result
+    finished before is still yielded, then the exception propagates; so does an interrupt during this
+    process's own task. Helpers still busy when the map stops early (an error, an interrupt, a
+    consumer that lets go) are stopped, not waited for."""
     if workers == 1:
         for item in items:
             yield fn(item)
@@ -142,46 +146,78 @@ def local_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterato
     lock = threading.Lock()
     finished: queue.SimpleQueue = queue.SimpleQueue()
     handed: list[Future] = []
-    stopped = False
+    state = {"stopped": False, "received": 0, "error": None}
+
+    def stop() -> None:
+        with lock:
+            state["stopped"] = True
 
     def take() -> tuple[bool, Any]:
         with lock:
-            return (True, pending.popleft()) if pending and not stopped else (False, None)
+            return (True, pending.popleft()) if pending and not state["stopped"] else (False, None)
 
-    def hand_out(_: Any = None) -> None:
-        """One item to the helpers (again each time one of theirs finishes: run in loky's thread)."""
+    def hand_out(done: Future | None = None) -> None:
+        """One item to the helpers, again each time one of theirs finishes (in loky's thread); none
+        after a failed one."""
+        if done is not None and (done.cancelled() or done.exception() is not None):
+            stop()
+            return
         with lock:
-            if stopped or not pending:
+            if state["stopped"] or not pending:
                 return
             future = pool.submit(fn, pending.popleft())
             handed.append(future)
         future.add_done_callback(finished.put)
         future.add_done_callback(hand_out)
 
+    def arrived(wait: bool) -> Iterator[R]:
+        """The helpers' results finished so far (``wait``: at least one more); the first failure is
+        kept in ``state`` to be raised once the good results are out."""
+        futures = []
+        if wait:
+            futures.append(finished.get())
+        while not finished.empty():
+            futures.append(finished.get())
+        state["received"] += len(futures)
+        for future in futures:
+            if future.cancelled():
+                continue
+            if future.exception() is None:
+                yield future.result()
+            elif state["error"] is None:
+                state["error"] = future.exception()
+
+    def helpers_busy() -> bool:
+        with lock:
+            return state["received"] < len(handed)
+
+    completed = False
     try:
         for _ in range(workers - 1):
             hand_out()
-        received = 0
         while True:
             got, item = take()
             if not got:
                 break
-            result = fn(item)
-            while not finished.empty():  # the helpers' results that came in meanwhile
-                received += 1
-                yield finished.get().result()
+            try:
+                result = fn(item)
+            except BaseException:  # this process's task failed or was interrupted: keep what is done
+                stop()
+                yield from arrived(wait=False)
+                raise
             yield result
-        while True:
-            with lock:
-                if received == len(handed):
-                    break
-            received += 1
-            yield finished.get().result()
+            yield from arrived(wait=False)
+            if state["error"] is not None:
+                raise state["error"]
+        while helpers_busy():
+            yield from arrived(wait=True)
+            if state["error"] is not None:
+                raise state["error"]
+        completed = True
     finally:
-        with lock:
-            stopped = True  # an early stop (error, interrupt, a consumer that let go): nothing more starts
-        for future in handed:
-            future.cancel()
+        stop()
+        if not completed and any(not f.done() for f in handed):
+            pool.shutdown(wait=False, kill_workers=True)  # the next map starts fresh helpers
 
 
 #: seconds an idle helper process waits for work before it exits (joblib's default)
@@ -197,7 +233,9 @@ def helper_pool(n: int) -> Any:
     # loky replaces a helper whose memory grew by more than 300 MB after a large run; the result is kept
     # and nothing is lost, so its warning would only alarm
     warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
-    return get_reusable_executor(max_workers=n, timeout=HELPER_IDLE_S)
+    # one BLAS/OpenMP thread from the start: the helpers share the cores with this process
+    threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    return get_reusable_executor(max_workers=n, timeout=HELPER_IDLE_S, env=threads)
 
 
 def warm_library() -> None:

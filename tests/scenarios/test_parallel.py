@@ -64,9 +64,50 @@ def test_a_consumer_that_stops_early_starts_nothing_more(tmp_path):
     # coordinator's first and the helper's first two (its current and the one it took next) started
     gen = local_map(_marks, [(str(tmp_path), x) for x in range(30)], 2)
     next(gen)
+    pool = helper_pool(1)
     gen.close()
     time.sleep(1.0)
     assert len(list(tmp_path.iterdir())) <= 4
+    assert helper_pool(1) is not pool  # the busy helper was stopped, not left running (or waited for)
+
+
+class _Stop(BaseException):
+    """Stands for an interrupt (Ctrl-C) inside the coordinator's own task."""
+
+
+def _interrupted_here(item: tuple[int, int]) -> int:
+    coordinator, x = item
+    if os.getpid() == coordinator:
+        time.sleep(3.0)
+        raise _Stop
+    time.sleep(0.1)
+    return x
+
+
+def test_an_interrupt_in_the_coordinators_task_still_yields_the_helpers_finished_results():
+    # the coordinator is interrupted 3 s into its task (item 1); the helper finished the other seven
+    # meanwhile: all seven reach the caller (a sweep writes them) before the interrupt propagates
+    got = []
+    with pytest.raises(_Stop):
+        for x in local_map(_interrupted_here, [(os.getpid(), x) for x in range(8)], 2):
+            got.append(x)
+    assert sorted(got) == [0, 2, 3, 4, 5, 6, 7]
+
+
+def _helper_fails(item: tuple[int, int]) -> int:
+    coordinator, x = item
+    if os.getpid() != coordinator:
+        raise ValueError(f"helper fails on item {x}")
+    time.sleep(0.5)
+    return x
+
+
+def test_a_failing_helper_does_not_drop_the_coordinators_finished_result():
+    got = []
+    with pytest.raises(ValueError, match="helper fails"):
+        for x in local_map(_helper_fails, [(os.getpid(), x) for x in range(6)], 2):
+            got.append(x)
+    assert got == [1]  # the coordinator's own run (item 1) finished and was yielded; nothing after
 
 
 def _warm_long() -> None:
