@@ -32,8 +32,13 @@ class InputErrors(InputError):
 
 
 def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut in the middle to ``limit`` characters: both ends stay (a long path keeps its
+    file name, a long list its first and last entries)."""
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) // 2
+    return text[:head] + "..." + text[len(text) - (limit - 3 - head):]
 
 
 def check(condition: bool, field: str, value: Any, allowed: str) -> None:

@@ -80,17 +80,18 @@ def _exit_codes(*, threads: bool = True) -> Iterator[None]:
 
 
 def _print_error(exc: Exception) -> None:
-    """``error: <message>``; the message is printed as is (square brackets in values are not markup)."""
+    """``error: <message>``; the message is printed as is (square brackets in values are not markup) and
+    never re-wrapped, so a long path or value in it stays whole."""
     from rich.markup import escape
 
-    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 def _print_plugin_error(exc: PluginError) -> None:
     """A plug-in failed: one line naming it and where, then its own traceback, once."""
     from rich.markup import escape
 
-    err_console.print(f"[red]error:[/red] {escape(str(exc))}; its traceback:", highlight=False)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}; its traceback:", highlight=False, soft_wrap=True)
     cause = exc.__cause__ or exc
     err_console.print("".join(traceback.format_exception(cause)).rstrip(), highlight=False, markup=False,
                       soft_wrap=True)  # a traceback is never re-wrapped: its paths and lines stay whole
