@@ -126,7 +126,7 @@ print(n)
 
 def machine_ceiling(seconds: float = 4.0) -> Goal:
     """The most any two-worker speed-up can be on this machine: the work two CPU-bound Python
-    processes do at once, over what one does alone (1 where the cores share nothing; 2 is ideal).
+    processes do at once, over what one does alone (2 where the two cores share nothing).
     Two virtual cores that share a physical one, or a host busy elsewhere, give less."""
     def spin(n: int) -> list[int]:
         procs = [subprocess.Popen([sys.executable, "-c", SPIN.format(seconds=seconds)], stdout=subprocess.PIPE,

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -240,16 +240,10 @@ def sweep(
                                                     "run files already stored")] = False,
 ) -> None:
     """Run a scenario over a grid × repeats; resumable (finished runs are skipped)."""
-    with _exit_codes(threads=False):
-        started = time.perf_counter()
-        helpers = _start_helpers(workers) if scheduler is None and not combine_only else None
-        try:
-            _use_threads()
-            from scenarios.sweep import run_sweep
-        except BaseException:
-            if helpers is not None:
-                helpers.close()
-            raise
+    started = time.perf_counter()
+    with _exit_codes(threads=False), _helpers_first(workers, scheduler is None and not combine_only) as helpers:
+        from scenarios.sweep import run_sweep
+
         done = run_sweep(sweep_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
                          connect_timeout=connect_timeout, combine_only=combine_only, started=helpers)
         s = done.summary
@@ -265,14 +259,24 @@ def sweep(
         console.print(f"figures: {(done.out / 'figures').resolve()} ({len(done.figures)} PNG)")
 
 
-def _start_helpers(workers: int):
-    """Start a local map's ``workers − 1`` helper processes now, before this process imports the library:
-    they import it on the other cores meanwhile (seconds each). None for one worker."""
-    if workers == 1:
-        return None
-    from scenarios.parallel import start_workers, warm_library
+@contextmanager
+def _helpers_first(workers: int, local: bool) -> Iterator[Any]:
+    """Start a local map's ``workers − 1`` helper processes (``local`` and more than one worker) before
+    this process sets torch's threads and imports the library: they import it on the other cores
+    meanwhile (seconds each). Yields their :class:`scenarios.parallel.Started` (None when none
+    started); on failure they are stopped rather than waited for."""
+    helpers = None
+    if local and workers > 1:
+        from scenarios.parallel import start_workers, warm_library
 
-    return start_workers(warm_library, workers=workers)
+        helpers = start_workers(warm_library, workers=workers)
+    try:
+        _use_threads()
+        yield helpers
+    except BaseException:
+        if helpers is not None:
+            helpers.close()
+        raise
 
 
 @app.command()
@@ -289,19 +293,12 @@ def tune(
 ) -> None:
     """Search mechanism settings (Optuna) for the study's objectives under its constraints; resumable
     (the study lives in OUT/study.db: rerun the same command after an interruption)."""
-    with _exit_codes(threads=False):
-        started = time.perf_counter()
-        helpers = _start_helpers(workers) if scheduler is None else None
-        try:
-            _use_threads()
-            from scenarios.tune import run_tune
+    started = time.perf_counter()
+    with _exit_codes(threads=False), _helpers_first(workers, scheduler is None):
+        from scenarios.tune import run_tune
 
-            done = run_tune(study_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
-                            connect_timeout=connect_timeout)
-        except BaseException:
-            if helpers is not None:
-                helpers.close()
-            raise
+        done = run_tune(study_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
+                        connect_timeout=connect_timeout)
         s = done.summary
         counts = ", ".join(f"{v} {k}" for k, v in s["trials"].items())
         recovered = (f"; {len(done.recovered)} interrupted trial(s) marked failed and queued again"

@@ -263,6 +263,7 @@ class Started:
 
     def close(self) -> None:
         self._close()
+        self._close = lambda: None  # once
 
 
 def start_workers(warm: Callable[[], Any], *, workers: int = 1, client: Any = None) -> Started:
