@@ -246,10 +246,16 @@ class RealBackend:
             if grad_at is None:
                 grad_at = self._grad_at = ValidationGradient(self.model, self.loss_fn, self.X_val, self.y_val)
             grad = grad_at(rec.theta)
-            try:  # checks that the pieces and the gradient are finite
-                credit += one_step_first_order(pieces.cpu().numpy(), rec.lr, grad.cpu().numpy())
-            except InputError:  # non-finite pieces or gradient, or overflowing products: name the settings
-                self._diverged(round_index)
+            # one_step_first_order's product, taken where the pieces are (torch's mat-vec: no numpy copy, no
+            # BLAS threads woken); any non-finite value (a non-finite piece or gradient, or a float32
+            # overflow) sends the step to the reference, which redoes overflowing rows in float64
+            values = torch.mv(pieces, grad.to(pieces.dtype)).mul_(rec.lr).double().cpu().numpy()
+            if not np.all(np.isfinite(values)):
+                try:  # checks that the pieces and the gradient are finite
+                    values = one_step_first_order(pieces.cpu().numpy(), rec.lr, grad.cpu().numpy())
+                except InputError:  # non-finite pieces or gradient, or overflowing products: name the settings
+                    self._diverged(round_index)
+            credit += values
         else:
             base, rows, losses = counterfactual_losses(self.model, self.loss_fn, rec.theta, pieces, rec.lr,
                                                        self.X_val, self.y_val, factors=rec.factors,
