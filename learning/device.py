@@ -13,9 +13,12 @@ summation orders): a run on CUDA is not bit-identical to the same run on the CPU
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from coopsim.errors import InputError
+
+if TYPE_CHECKING:  # imported where a device is resolved: configs validate without loading torch
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 FIELD = "training.device"
@@ -23,6 +26,8 @@ FIELD = "training.device"
 
 def cuda_available() -> bool:
     """Whether torch sees a usable CUDA device."""
+    import torch
+
     return torch.cuda.is_available()
 
 
@@ -32,6 +37,8 @@ def resolve_device(name: str = "auto", *, field: str = FIELD) -> torch.device:
     products and cuDNN convolutions (process-wide): with it, convolutions and products round to a
     10-bit mantissa, and TL's per-member pieces would no longer sum to the batch gradient within
     :mod:`learning.exactness`'s tolerance."""
+    import torch
+
     if name not in DEVICES:
         raise InputError(field, name, f"one of {list(DEVICES)}: 'auto' is CUDA when torch sees one, else the CPU")
     if name == "cpu" or (name == "auto" and not cuda_available()):

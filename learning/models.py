@@ -25,13 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from coopsim.errors import InputError, check
+from learning.model_names import _FACTORY, MODEL_FIELD, MODELS, is_model_factory
 from learning.seeding import SeedLike, derive_seed, torch_generator
-
-#: the built-in models; any other name must be a ``"module:function"`` path to a model factory
-MODELS = ("logreg", "mlp", "cnn", "multitask")
-#: the scenario field a model name comes from (named in every error about a user's model)
-MODEL_FIELD = "training.model"
-_FACTORY = "a 'module:function' path to a factory (n_features, n_classes) -> torch.nn.Module"
 
 
 class MultiTaskNet(nn.Module):
@@ -132,11 +127,6 @@ def build_model(
         model = MultiTaskNet(trunk, {t: nn.Linear(width, k) for t, k in heads.items()})
     init_parameters(model, seed)
     return model.to(dtype)
-
-
-def is_model_factory(name: object) -> bool:
-    """Whether ``name`` names a user's model factory (a ``"module:function"`` path), not a built-in."""
-    return isinstance(name, str) and name not in MODELS and ":" in name
 
 
 def load_model_factory(name: str, *, field: str = MODEL_FIELD):

@@ -6,10 +6,14 @@ integer seed, and derives what it needs (child generators, torch generators) det
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from coopsim.errors import check
+
+if TYPE_CHECKING:  # torch is imported where a generator is made: surrogate runs never load it
+    import torch
 
 SeedLike = int | np.random.Generator | np.random.SeedSequence | None
 
@@ -46,6 +50,8 @@ def derive_seed(seed: SeedLike, *keys: int) -> int:
 
 def torch_generator(seed: SeedLike, *keys: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded from ``seed`` and ``keys``."""
+    import torch
+
     g = torch.Generator()
     g.manual_seed(derive_seed(seed, *keys))
     return g

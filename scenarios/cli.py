@@ -11,6 +11,7 @@ or an internal error.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 import traceback
@@ -40,17 +41,18 @@ def _root(
                                               "and robust when other processes share the cores)")] = 1,
 ) -> None:
     """coopsim: reward mechanisms for AI cooperatives, on real training."""
-    _THREADS[0] = threads  # set by each command (_exit_codes): importing torch takes a second
+    _THREADS[0] = threads  # set by each command (_exit_codes)
 
 
 _THREADS = [1]
 
 
 def _use_threads() -> None:
-    """torch's CPU threads as ``--threads`` says."""
-    import torch
+    """torch's CPU threads as ``--threads`` says: now, or when torch is first imported (a surrogate
+    command never imports it)."""
+    from coopsim.threads import torch_threads
 
-    torch.set_num_threads(_THREADS[0])
+    torch_threads(_THREADS[0])
 
 
 @contextmanager
@@ -241,7 +243,8 @@ def sweep(
 ) -> None:
     """Run a scenario over a grid × repeats; resumable (finished runs are skipped)."""
     started = time.perf_counter()
-    with _exit_codes(threads=False), _helpers_first(workers, scheduler is None and not combine_only) as helpers:
+    with _exit_codes(threads=False), _helpers_first(workers, scheduler is None and not combine_only,
+                                                    _scenario_named(sweep_file)) as helpers:
         from scenarios.sweep import run_sweep
 
         done = run_sweep(sweep_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
@@ -259,17 +262,32 @@ def sweep(
         console.print(f"figures: {(done.out / 'figures').resolve()} ({len(done.figures)} PNG)")
 
 
+def _scenario_named(sweep_file: Path) -> str | None:
+    """The library scenario a sweep file names (its ``scenario`` key, when that is a name and not a
+    TOML path), read without validating (the sweep validates it); None when it cannot tell."""
+    import tomllib
+
+    try:
+        name = tomllib.loads(sweep_file.read_text(encoding="utf-8")).get("scenario")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return name if isinstance(name, str) and not name.endswith(".toml") else None
+
+
 @contextmanager
-def _helpers_first(workers: int, local: bool) -> Iterator[Any]:
+def _helpers_first(workers: int, local: bool, scenario: str | None = None) -> Iterator[Any]:
     """Start a local map's ``workers − 1`` helper processes (``local`` and more than one worker) before
-    this process sets torch's threads and imports the library: they import it on the other cores
-    meanwhile (seconds each). Yields their :class:`scenarios.parallel.Started` (None when none
-    started); on failure they are stopped rather than waited for."""
+    this process imports the library: they import it on the other cores meanwhile (seconds each);
+    ``scenario``: only that library scenario's modules (see :func:`scenarios.parallel.warm_library`).
+    Yields their :class:`scenarios.parallel.Started` (None when none started); on failure they are
+    stopped rather than waited for."""
     helpers = None
     if local and workers > 1:
+        from functools import partial
+
         from scenarios.parallel import start_workers, warm_library
 
-        helpers = start_workers(warm_library, workers=workers)
+        helpers = start_workers(partial(warm_library, scenario), workers=workers)
     try:
         _use_threads()
         yield helpers
@@ -294,7 +312,7 @@ def tune(
     """Search mechanism settings (Optuna) for the study's objectives under its constraints; resumable
     (the study lives in OUT/study.db: rerun the same command after an interruption)."""
     started = time.perf_counter()
-    with _exit_codes(threads=False), _helpers_first(workers, scheduler is None):
+    with _exit_codes(threads=False), _helpers_first(workers, scheduler is None, "cooperative"):
         from scenarios.tune import run_tune
 
         done = run_tune(study_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
@@ -434,6 +452,11 @@ def main() -> None:
     except (InputError, ValidationError) as exc:
         _print_error(exc)
         sys.exit(2)
+    finally:
+        # the command is over and its files are written and closed; the interpreter's last garbage
+        # collections would only walk the library's objects (torch, pandas, matplotlib, mesa: about
+        # 0.5–1 s here) before the OS frees them anyway; frozen objects are left to the OS
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -60,11 +60,12 @@ def worker_setup() -> None:
     workers share the cores), glibc's allocator thresholds restored (:func:`keep_freed_memory`), die
     with the coordinator, and let finished models go (:func:`forget_finished_models`)."""
     global _SET_UP
-    import torch
     from threadpoolctl import threadpool_limits
 
+    from coopsim.threads import torch_threads
+
     die_with_parent()
-    torch.set_num_threads(1)
+    torch_threads(1)  # when torch is imported, if a task needs it (a surrogate run does not)
     # applied to the BLAS libraries loaded by now and kept for the process (local helpers start with it
     # in their environment); at every call, since a task may have loaded another one (scipy's) since the last
     threadpool_limits(limits=1)
@@ -234,20 +235,29 @@ def helper_pool(n: int) -> Any:
     # and nothing is lost, so its warning would only alarm
     warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
     # one BLAS/OpenMP thread from the start: the helpers share the cores with this process
-    threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    return get_reusable_executor(max_workers=n, timeout=HELPER_IDLE_S, env=threads)
+    env = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    # where a task finds the user's plug-ins (the working directory, PYTHONPATH): helpers started under
+    # other ones (an earlier map in this process) are not reused but replaced
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+    env[f"{COORDINATOR_ENV}_CWD"] = os.getcwd()
+    return get_reusable_executor(max_workers=n, timeout=HELPER_IDLE_S, env=env)
 
 
-def warm_library() -> None:
-    """A worker's first call (:func:`start_workers`): its set-up and the scenario library's imports
-    (torch among them: seconds), done while the coordinator imports and plans."""
+def warm_library(scenario: str | None = None) -> None:
+    """A worker's first call (:func:`start_workers`): its set-up and the library's imports (seconds),
+    done while the coordinator imports and plans. ``scenario`` (a library name): that scenario's
+    module alone (:func:`scenarios.registry.get`; a surrogate cooperative then never loads torch);
+    None: every scenario of the library."""
     import contextlib
 
     worker_setup()
     with contextlib.suppress(Exception):  # a library that fails to import is reported by the runs themselves
-        from scenarios.registry import registry
+        from scenarios.registry import get, registry
 
-        registry()
+        if scenario is None:
+            registry()
+        else:
+            get(scenario)
 
 
 class Started:

@@ -14,7 +14,9 @@ How to add a scenario (the library discovers it; nothing else to edit):
    - ``figures(frame, summary, folder) -> list[Path]``: draws the default figures from the stored
      results only (so ``coopsim figures`` can regenerate them), through :mod:`scenarios.figures`;
    - ``SCENARIO = Scenario(name="my-scenario", description="one line", config=MyConfig, run=run,
-     figures=figures)``.
+     figures=figures)``. Name the module after the scenario (``my-scenario`` → ``my_scenario.py``):
+     running a scenario then imports its module alone, not the whole library (any other name is
+     still found, by importing every module).
 
 2. Create ``scenarios/library/<module>.toml`` with ``scenario = "my-scenario"`` and the defaults
    written out (it is what users copy and edit; the tests check that it validates).
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +71,17 @@ class Scenario:
         return data
 
 
+def _entry(module: Any) -> Scenario | None:
+    """A library module's ``SCENARIO`` (its defaults file found beside it), or None."""
+    scen = getattr(module, "SCENARIO", None)
+    if not isinstance(scen, Scenario):
+        return None
+    if scen.defaults_path is None and getattr(module, "__file__", None):
+        path = Path(module.__file__).with_suffix(".toml")
+        scen = dataclasses.replace(scen, defaults_path=path if path.is_file() else None)
+    return scen
+
+
 def _discover() -> dict[str, Scenario]:
     import scenarios.library as lib
 
@@ -75,30 +89,51 @@ def _discover() -> dict[str, Scenario]:
     for info in sorted(pkgutil.iter_modules(lib.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"scenarios.library.{info.name}")
-        scen = getattr(module, "SCENARIO", None)
-        if not isinstance(scen, Scenario):
-            continue
-        if scen.defaults_path is None and module.__file__:
-            path = Path(module.__file__).with_suffix(".toml")
-            scen = dataclasses.replace(scen, defaults_path=path if path.is_file() else None)
-        found[scen.name] = scen
+        scen = _entry(importlib.import_module(f"scenarios.library.{info.name}"))
+        if scen is not None:
+            found[scen.name] = scen
     return found
 
 
 _REGISTRY: dict[str, Scenario] | None = None
+_LOADED: dict[str, Scenario] = {}
 
 
 def registry() -> dict[str, Scenario]:
-    """Every scenario of ``scenarios/library``, by name (discovered once)."""
+    """Every scenario of ``scenarios/library``, by name (discovered once: every module imported)."""
     global _REGISTRY
     if _REGISTRY is None:
         _REGISTRY = _discover()
     return _REGISTRY
 
 
+def _load(name: str) -> Scenario | None:
+    """The library scenario ``name`` from its own module alone (``free-riding`` →
+    ``scenarios/library/free_riding.py``), so that running one scenario imports only what it needs
+    (a surrogate cooperative never loads torch); None when no module is named so."""
+    module = name.replace("-", "_")
+    if not module.isidentifier() or module.startswith("_"):
+        return None
+    try:
+        spec = importlib.util.find_spec(f"scenarios.library.{module}")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    scen = _entry(importlib.import_module(f"scenarios.library.{module}"))
+    return scen if scen is not None and scen.name == name else None
+
+
 def get(name: str) -> Scenario:
-    """A scenario by name; an unknown name is bad input (exit 2)."""
+    """A scenario by name; an unknown name is bad input (exit 2). Only the scenario's own module is
+    imported when it is named after the scenario; otherwise the whole library is searched."""
+    if _REGISTRY is None:  # the whole library not loaded (yet): this scenario's module alone, if named so
+        if name not in _LOADED:
+            scen = _load(name)
+            if scen is not None:
+                _LOADED[name] = scen
+        if name in _LOADED:
+            return _LOADED[name]
     scenarios = registry()
     if name not in scenarios:
         raise InputError("scenario", name, f"one of {sorted(scenarios)} or a path to a .toml scenario file")

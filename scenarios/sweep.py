@@ -30,6 +30,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,9 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
             started.close()
         raise
     if started is None:  # the workers start (each imports the library, seconds) while this process plans
-        started = start_workers(warm_library, workers=workers, client=client) if not combine_only else Started()
+        named = None if sweep.scenario.endswith(".toml") else sweep.scenario
+        started = (start_workers(partial(warm_library, named), workers=workers, client=client) if not combine_only
+                   else Started())
     try:
         clock = time.perf_counter()
         specs = plan(sweep, path)

@@ -25,7 +25,7 @@ from typing import Any
 import mesa
 import numpy as np
 
-from learning.filters import ValueProfileSpec
+from learning.profiles import ValueProfileSpec
 from sim.mechanisms import Offer
 from sim.population import Population
 from sim.strategies import OUT, Action, Strategy

@@ -21,9 +21,9 @@ from pydantic import (
 from coopsim.errors import InputError
 from learning.data import DATASETS, DataFile, as_data_file, check_rows, load_dataset
 from learning.device import DEVICES
-from learning.filters import ValueProfileSpec
-from learning.models import MODELS, build_user_model, default_loss, is_model_factory
+from learning.model_names import MODELS, is_model_factory
 from learning.partition import PARTITIONS
+from learning.profiles import ValueProfileSpec
 from sim.mechanisms import BUILTINS, MechanismSettings, RevenueSharesSettings, settings_for
 from sim.strategies import BUILTIN_STRATEGIES, strategy_class
 
@@ -53,6 +53,7 @@ def _check_factory(name: str, substrate: str, data: Any) -> None:
     import torch
 
     from learning.exactness import check_traversable
+    from learning.models import build_user_model, default_loss
 
     model = build_user_model(name, data.n_features, data.n_classes, seed=0, field="model")
     if substrate == "tl":

@@ -17,7 +17,7 @@ such pieces from destabilising training, but a clipped piece may still out-earn 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mesa
 import numpy as np
@@ -29,7 +29,6 @@ from economics.settlement import LinearAccuracyRevenue
 from learning.seeding import derive_seed
 from sim import mechanisms
 from sim.agents import Principal
-from sim.backends import RealBackend
 from sim.collect import ColumnDataCollector
 from sim.config import CooperativeConfig
 from sim.mechanisms import Cooperative, Offer, Payout, RoundView, as_arrays, payout_of
@@ -38,6 +37,9 @@ from sim.quality import label_quality, quality_weight
 from sim.strategies import OUT, Action, action_grid, make_strategy, strategy_class
 from sim.strategy_arrays import ARRAY_FORMS, Peers, StrategyArray, make_array
 from sim.surrogate import SurrogateBackend
+
+if TYPE_CHECKING:  # imported where a real run starts (see __init__)
+    from sim.backends import RealBackend
 
 MODEL_REPORTERS = ("participation", "accuracy", "val_loss", "revenue", "payments", "mean_quality", "fairness",
                    "gini", "individual_rationality", "budget_balance", "welfare", "free_rider_profit",
@@ -67,8 +69,11 @@ class CooperativeModel(mesa.Model):
         self.seed = int(rng)
         tc = self.config.training
         self.surrogate = tc.mode != "real"
-        self.backend: RealBackend | SurrogateBackend = (SurrogateBackend if self.surrogate else RealBackend)(
-            self.config, derive_seed(self.seed, 1))
+        if self.surrogate:
+            backend: type[RealBackend | SurrogateBackend] = SurrogateBackend
+        else:  # torch and the learning stack load only here: a surrogate run never imports them
+            from sim.backends import RealBackend as backend
+        self.backend: RealBackend | SurrogateBackend = backend(self.config, derive_seed(self.seed, 1))
         #: the random numbers of the built-in strategies' choices (two per principal and choice)
         self._draws = np.random.default_rng(derive_seed(self.seed, 43))
         self.population, self.principals = self._populate()
