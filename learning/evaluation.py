@@ -178,6 +178,7 @@ class _LowRankFirst:
         self.weight, self.bias, self.A = weight, bias, A
         self.Dt, self.index = Dt, index  # per candidate: lr·s_i·Δ_iᵀ (out, width); its rows of A (width,)
         self.end = end  # the layer's parameters are entries [0, end) of the flat vector
+        self._shared: tuple[torch.Tensor, torch.Tensor] | None = None  # (W Xᵀ + b, C), for every chunk
 
     @classmethod
     def of(cls, plan: _StackedPlan, factors: GradientFactors, scales: np.ndarray | None, rows: torch.Tensor,
@@ -216,12 +217,15 @@ class _LowRankFirst:
         """The outputs (hi − lo, out, B) of candidates lo..hi−1, as a function of the padded ``Xᵀ``."""
 
         def first(Xt: torch.Tensor) -> torch.Tensor:
-            base = self.weight @ Xt if self.bias is None else torch.addmm(self.bias[:, None], self.weight, Xt)
-            C = Xt.new_empty(self.A.shape[0] + 1, Xt.shape[1])
-            torch.mm(self.A, Xt, out=C[:-1])
-            if self.bias is not None:
-                C[:-1] += 1.0  # the bias piece Σ_r δ_r rides as a constant input 1
-            C[-1] = 0.0
+            if self._shared is None:  # the same validation rows in every chunk: computed once
+                base = self.weight @ Xt if self.bias is None else torch.addmm(self.bias[:, None], self.weight, Xt)
+                C = Xt.new_empty(self.A.shape[0] + 1, Xt.shape[1])
+                torch.mm(self.A, Xt, out=C[:-1])
+                if self.bias is not None:
+                    C[:-1] += 1.0  # the bias piece Σ_r δ_r rides as a constant input 1
+                C[-1] = 0.0
+                self._shared = (base, C)
+            base, C = self._shared
             index = self.index[lo:hi]
             return torch.baddbmm(base.expand(len(index), *base.shape), self.Dt[lo:hi], C[index], alpha=-1.0)
 
