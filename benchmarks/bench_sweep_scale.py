@@ -11,7 +11,8 @@ parallelise. (The goal's sweep had 400 principals when the issue was filed and i
 reading agent rows from columns made them 4× faster, so the population was raised to keep runs of
 that length.) Each configuration runs ``coopsim sweep`` as a user would, in a fresh process
 and a fresh output folder (nothing is resumed); the wall time therefore includes what does not
-parallelise: starting Python and importing the library (about 4.5 s per process here), planning
+parallelise: starting Python and importing the library (about 2–3 s per process here: a surrogate
+sweep never imports torch), planning
 (every run validated), storing the run files as they arrive, the combine step
 (``results.parquet``, ``runs.parquet``, the summary) and the figures. Two local workers are the
 coordinating process itself and one helper process, which starts first and imports the library
