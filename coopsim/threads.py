@@ -30,23 +30,31 @@ def torch_threads(n: int) -> None:
 
 
 class _SetThreadsOnImport(importlib.abc.MetaPathFinder):
-    """Finds ``torch`` with the other finders, then sets its threads once its module has run."""
+    """Finds ``torch`` with the other finders and sets its threads once its module has run, then
+    leaves ``sys.meta_path``. A lookup that does not import (``importlib.util.find_spec("torch")``,
+    an optional-dependency check) leaves it in place for the real import."""
 
     def __init__(self, n: int) -> None:
         self.n = n
+        self._looking = False
 
     def find_spec(self, name: str, path: Any = None, target: ModuleType | None = None) -> Any:
-        if name != "torch":
+        if name != "torch" or self._looking:
             return None
-        sys.meta_path.remove(self)  # one shot; the finders below locate torch as usual
-        spec = importlib.util.find_spec(name)
+        self._looking = True  # the finders below locate torch as usual (this one answers None meanwhile)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._looking = False
         if spec is None or spec.loader is None:
             return spec
-        run, n = spec.loader.exec_module, self.n
+        run, finder = spec.loader.exec_module, self
 
         def exec_module(module: ModuleType) -> None:
             run(module)
-            module.set_num_threads(n)
+            module.set_num_threads(finder.n)
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
 
         spec.loader.exec_module = exec_module  # this spec's own loader (its type, resources, source unchanged)
         return spec

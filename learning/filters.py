@@ -30,6 +30,7 @@ import torch
 
 from coopsim.errors import check
 from learning.params import ParamLayout
+from learning.profiles import AdmissibilitySpec as AdmissibilitySpec  # re-exported: configuration lives there
 from learning.profiles import PreferenceModel, ValueProfileSpec
 from learning.seeding import SeedLike, as_generator
 from learning.traversal import LossFn, member_gradients

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coopsim.errors import InputError, PluginError
+from scenarios.io import scenario_named
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="coopsim: reward mechanisms for AI cooperatives, on real training.")
@@ -244,7 +245,7 @@ def sweep(
     """Run a scenario over a grid × repeats; resumable (finished runs are skipped)."""
     started = time.perf_counter()
     with _exit_codes(threads=False), _helpers_first(workers, scheduler is None and not combine_only,
-                                                    _scenario_named(sweep_file)) as helpers:
+                                                    scenario_named(sweep_file)) as helpers:
         from scenarios.sweep import run_sweep
 
         done = run_sweep(sweep_file, out=out, workers=workers, scheduler=scheduler, progress=progress,
@@ -260,18 +261,6 @@ def sweep(
         console.print(f"results: {(done.out / 'results.parquet').resolve()}")
         console.print(f"summary: {(done.out / 'summary.json').resolve()}")
         console.print(f"figures: {(done.out / 'figures').resolve()} ({len(done.figures)} PNG)")
-
-
-def _scenario_named(sweep_file: Path) -> str | None:
-    """The library scenario a sweep file names (its ``scenario`` key, when that is a name and not a
-    TOML path), read without validating (the sweep validates it); None when it cannot tell."""
-    import tomllib
-
-    try:
-        name = tomllib.loads(sweep_file.read_text(encoding="utf-8")).get("scenario")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
-    return name if isinstance(name, str) and not name.endswith(".toml") else None
 
 
 @contextmanager

@@ -87,3 +87,24 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def scenario_named(path: Path, *, follow: int = 1) -> str | None:
+    """The library scenario a sweep or scenario file names (its ``scenario`` key), read without
+    validating (for warming workers up before planning; the file is validated later). A key that
+    is a TOML path (relative to ``path``'s folder) is followed ``follow`` times; None when it cannot
+    tell (no file, bad TOML, no name)."""
+    import tomllib
+
+    try:
+        name = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("scenario")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if not isinstance(name, str):
+        return None
+    if name.endswith(".toml"):
+        if follow <= 0:
+            return None
+        target = Path(name)
+        return scenario_named(target if target.is_absolute() else Path(path).parent / target, follow=follow - 1)
+    return name

@@ -43,7 +43,7 @@ from coopsim.errors import InputError
 from scenarios import stats
 from scenarios.config import Section, flatten, flatten_sections, read_toml, validate
 from scenarios.figures import sweep_figures
-from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, write_json
+from scenarios.io import atomic_write, owned_files, prepare_folder, remove_stale, scenario_named, write_json
 from scenarios.parallel import Started, connect, parallel_map, start_workers, warm_library, worker_setup
 from scenarios.registry import get, resolve
 from scenarios.result import PARAM_PREFIX, SUMMARY_META, param_value, parquet_bytes, write_parquet
@@ -219,9 +219,8 @@ def run_sweep(path: Path, *, out: Path | None = None, workers: int = 1, schedule
             started.close()
         raise
     if started is None:  # the workers start (each imports the library, seconds) while this process plans
-        named = None if sweep.scenario.endswith(".toml") else sweep.scenario
-        started = (start_workers(partial(warm_library, named), workers=workers, client=client) if not combine_only
-                   else Started())
+        started = (start_workers(partial(warm_library, scenario_named(path)), workers=workers, client=client)
+                   if not combine_only else Started())
     try:
         clock = time.perf_counter()
         specs = plan(sweep, path)

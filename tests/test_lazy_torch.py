@@ -40,7 +40,7 @@ def test_a_real_run_still_loads_torch_with_the_threads_asked_for():
     out = _python("""
         import sys
         from coopsim.threads import torch_threads
-        torch_threads(1)
+        torch_threads(3)  # not torch's default on any machine this runs on
         assert "torch" not in sys.modules
         from sim import CooperativeModel
         CooperativeModel({"rounds": 1, "population": {"n_principals": 3}, "training": {"standalone_epochs": 1}},
@@ -50,20 +50,22 @@ def test_a_real_run_still_loads_torch_with_the_threads_asked_for():
         torch_threads(2)  # torch loaded: set at once
         print(torch.get_num_threads())
     """)
-    assert out.split() == ["1", "SourceFileLoader", "2"]  # torch's own loader kept (resources, sources)
+    assert out.split() == ["3", "SourceFileLoader", "2"]  # torch's own loader kept (resources, sources)
 
 
 def test_torch_threads_last_call_wins_and_the_hook_is_one_shot():
     out = _python("""
         import sys
         from coopsim.threads import torch_threads, _SetThreadsOnImport
-        torch_threads(3)
         torch_threads(1)
+        torch_threads(3)
         print(sum(isinstance(f, _SetThreadsOnImport) for f in sys.meta_path))
-        import torch
+        import importlib.util
+        assert importlib.util.find_spec("torch") is not None  # a look-up only: the hook stays for the import
+        import torch.nn  # a submodule first
         print(torch.get_num_threads(), sum(isinstance(f, _SetThreadsOnImport) for f in sys.meta_path))
     """)
-    assert out.split() == ["1", "1", "0"]
+    assert out.split() == ["1", "3", "0"]
 
 
 def test_the_registry_finds_a_scenario_by_its_module_and_still_knows_every_name():
@@ -79,3 +81,40 @@ def test_the_registry_finds_a_scenario_by_its_module_and_still_knows_every_name(
         print(get("free-riding") == registry()["free-riding"])
     """)
     assert out.split("\n") == ["False", "InputError True", "True"]
+
+
+def test_every_library_scenario_lives_in_the_module_named_after_it():
+    # the registry imports a named scenario's module alone on that convention (else the whole library)
+    import importlib
+
+    from scenarios.registry import registry
+
+    for name, scen in registry().items():
+        module = importlib.import_module(f"scenarios.library.{name.replace('-', '_')}")
+        assert module.SCENARIO.name == name and module.SCENARIO.run is scen.run
+
+
+def test_a_helper_warmed_for_a_surrogate_scenario_imports_it_alone():
+    out = _python("""
+        import sys
+        from scenarios.parallel import warm_library
+        warm_library("free-riding")
+        print("torch" in sys.modules, sorted(m for m in sys.modules if m.startswith("scenarios.library.")))
+    """)
+    torch_loaded, modules = out.split(" ", 1)
+    assert torch_loaded == "False" and "free_riding" in modules and "equilibrium" not in modules, out
+
+
+def test_the_scenario_a_sweep_names_is_read_through_a_scenario_file(tmp_path):
+    from scenarios.io import scenario_named
+
+    (tmp_path / "mine.toml").write_text('scenario = "free-riding"\n')
+    (tmp_path / "by_name.toml").write_text('scenario = "quickstart"\nseed = 1\n')
+    (tmp_path / "by_file.toml").write_text('scenario = "mine.toml"\n')
+    (tmp_path / "loop.toml").write_text('scenario = "loop.toml"\n')
+    (tmp_path / "bad.toml").write_text("scenario = [\n")
+    assert scenario_named(tmp_path / "by_name.toml") == "quickstart"
+    assert scenario_named(tmp_path / "by_file.toml") == "free-riding"  # relative to the sweep file's folder
+    assert scenario_named(tmp_path / "loop.toml") is None
+    assert scenario_named(tmp_path / "bad.toml") is None and scenario_named(tmp_path / "missing.toml") is None
+

@@ -123,3 +123,15 @@ def test_helpers_closed_before_use_are_shut_down_and_a_later_map_starts_new_ones
     assert helper_pool(1) is not pool
     out = list(local_map(_slow, list(range(6)), 2))
     assert sorted(x for x, _ in out) == list(range(6))
+
+
+def test_helpers_started_under_another_working_directory_are_replaced(tmp_path, monkeypatch):
+    first = helper_pool(1)
+    assert helper_pool(1) is first  # reused while nothing changed
+    monkeypatch.chdir(tmp_path)  # a plug-in would now be looked for here: the old helper cannot see it
+    second = helper_pool(1)
+    assert second is not first
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    third = helper_pool(1)
+    assert third is not second
+    third.shutdown(wait=True)
