@@ -7,24 +7,24 @@ point (equal split, revenue shares α=1, CGSV β=1, contracts) × 12 repeats = 4
 2 s each on one core (agent-level rows are off at that size, as by default). The same grid with 400
 principals (agent-level rows kept, as by default) is measured beside it, with joblib only and
 without a goal: its runs take 0.2–0.5 s, and a sweep of such runs is bound by what does not
-parallelise. (The goal's sweep had 400 principals when the issue was filed and its runs took 1–2.5 s;
-reading agent rows from columns made them 4× faster, so the population was raised to keep runs of
-that length.) Each configuration runs ``coopsim sweep`` as a user would, in a fresh process
-and a fresh output folder (nothing is resumed); the wall time therefore includes what does not
+parallelise. (The goal's sweep had 400 principals when the issue was filed and its runs took 1–2.5
+s; reading agent rows from columns made them 4× faster, so the population was raised to keep runs of
+that length.) Each configuration runs ``coopsim sweep`` as a user would, in a fresh process and a
+fresh output folder (nothing is resumed); the wall time therefore includes what does not
 parallelise: starting Python and importing the library (about 2–3 s per process here: a surrogate
-sweep never imports torch), planning
-(every run validated), storing the run files as they arrive, the combine step
-(``results.parquet``, ``runs.parquet``, the summary) and the figures. Two local workers are the
-coordinating process itself and one helper process, which starts first and imports the library
-while the coordinator imports and plans. The Dask cluster is started before the clock starts (a
-user's cluster is already running), its workers as the README starts them (the library preloaded,
-Dask's profiler off, its event-loop tick at 200 ms). Every configuration must finish all its runs with the same numbers (seeds
-depend only on the plan, never on scheduling). Each wall time is broken down by the sweep's own
-``timing`` (summary.json: planning, the runs, combining, figures), and the runs phase's speed-up
-is printed beside the whole sweep's: the phases that do not parallelise bound the whole sweep's
-speed-up. Two rows say what bounds the runs phase itself: how much slower a run is when two run at
-once (from the runs' own times), and how much work two CPU-bound processes do at once against one
-alone on this machine (a pure-Python loop: 2 where the two cores share nothing). Run from the
+sweep never imports torch), planning (every run validated), storing the run files as they arrive,
+the combine step (``results.parquet``, ``runs.parquet``, the summary) and the figures. Two local
+workers are the coordinating process itself and one helper process, which starts first and imports
+the library while the coordinator imports and plans. The Dask cluster is started before the clock
+starts (a user's cluster is already running), its workers as the README starts them (the library
+preloaded, Dask's profiler off, its event-loop tick at 200 ms). Every configuration must finish all
+its runs with the same numbers (seeds depend only on the plan, never on scheduling). Each wall time
+is broken down by the sweep's own ``timing`` (summary.json: planning, the runs, combining, figures),
+and the runs phase's speed-up is printed beside the whole sweep's: the phases that do not
+parallelise bound the whole sweep's speed-up. Two rows say what bounds the runs phase itself: how
+much slower a run is when two run at once (from the runs' own times), and how much work two
+CPU-bound processes do at once against one alone on this machine (a pure-Python loop: 2 where the
+two cores share nothing). Run from the
 repository root:
 
     python benchmarks/bench_sweep_scale.py            # about 5 minutes on 2 cores
