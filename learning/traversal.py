@@ -295,6 +295,7 @@ class GradientFactors:
         self.layers = layers
         self.sizes = sizes
         self._padding: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self._where: dict[int, slice] | None = None  # id(parameter) → its slice of the flat vector
 
     def padding(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """:func:`padding_index` of the members' sizes (on the CPU), computed once."""
@@ -309,8 +310,10 @@ class GradientFactors:
     def slices(self, layer: int) -> tuple[slice, slice | None]:
         """Where layer ``layer``'s weight and bias (None without one) sit in the flat parameter vector."""
         mod = self.layers[layer][0]
-        where = {id(p): slice(lo, hi) for p, (lo, hi) in zip(self.model.parameters(), _param_slices(self.model),
-                                                             strict=True)}
+        if self._where is None:
+            self._where = {id(p): slice(lo, hi) for p, (lo, hi) in zip(self.model.parameters(),
+                                                                       _param_slices(self.model), strict=True)}
+        where = self._where
         return where[id(mod.weight)], None if mod.bias is None else where[id(mod.bias)]
 
 

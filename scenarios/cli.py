@@ -301,6 +301,7 @@ def tune(
     """Search mechanism settings (Optuna) for the study's objectives under its constraints; resumable
     (the study lives in OUT/study.db: rerun the same command after an interruption)."""
     started = time.perf_counter()
+    # "cooperative": the scenario every trial runs (scenarios.tune.trial.SCENARIO, not imported here: heavy)
     with _exit_codes(threads=False), _helpers_first(workers, scheduler is None, "cooperative"):
         from scenarios.tune import run_tune
 

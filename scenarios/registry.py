@@ -31,6 +31,7 @@ datacollector's frames into the long table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import pkgutil
@@ -96,7 +97,6 @@ def _discover() -> dict[str, Scenario]:
 
 
 _REGISTRY: dict[str, Scenario] | None = None
-_LOADED: dict[str, Scenario] = {}
 
 
 def registry() -> dict[str, Scenario]:
@@ -107,6 +107,7 @@ def registry() -> dict[str, Scenario]:
     return _REGISTRY
 
 
+@functools.cache
 def _load(name: str) -> Scenario | None:
     """The library scenario ``name`` from its own module alone (``free-riding`` →
     ``scenarios/library/free_riding.py``), so that running one scenario imports only what it needs
@@ -127,13 +128,8 @@ def _load(name: str) -> Scenario | None:
 def get(name: str) -> Scenario:
     """A scenario by name; an unknown name is bad input (exit 2). Only the scenario's own module is
     imported when it is named after the scenario; otherwise the whole library is searched."""
-    if _REGISTRY is None:  # the whole library not loaded (yet): this scenario's module alone, if named so
-        if name not in _LOADED:
-            scen = _load(name)
-            if scen is not None:
-                _LOADED[name] = scen
-        if name in _LOADED:
-            return _LOADED[name]
+    if _REGISTRY is None and (scen := _load(name)) is not None:  # the whole library not loaded (yet)
+        return scen
     scenarios = registry()
     if name not in scenarios:
         raise InputError("scenario", name, f"one of {sorted(scenarios)} or a path to a .toml scenario file")

@@ -46,38 +46,9 @@ def test_first_order_credit_has_the_sign_pattern_of_exact(substrate):
     np.testing.assert_allclose(first.credit, exact.credit, rtol=0.3)
 
 
-def test_exact_credit_equals_the_economics_reference(monkeypatch):
-    # the real backend builds V3's candidates from the trainer's float32 tensors; economics'
-    # one_step_counterfactual (float64 numpy, a loss oracle) is the definition
-    from economics.valuation import one_step_counterfactual
-    from sim.backends import RealBackend
-
-    gaps, steps = [], []
-    credit_step = RealBackend._credit_step
-
-    def checked(self, rec, credit, round_index):
-        before = credit.copy()
-        credit_step(self, rec, credit, round_index)
-        pieces = rec.filtered.double().numpy()
-        want = one_step_counterfactual(rec.theta.double().numpy(), pieces, rec.lr, self._loss_at)
-        gaps.append(np.abs(credit - before - want).max())
-        steps.append(np.abs(want).max())
-
-    monkeypatch.setattr(RealBackend, "_credit_step", checked)
-    cfg = {
-        "rounds": 2,
-        "training": {"model": "multitask", "standalone_epochs": 1},
-        "population": {"n_principals": 6, "strategy": "fixed", "behaviours": {"honest": 0.5, "label_flip": 0.5}},
-    }
-    CooperativeModel(cfg, rng=0).run()
-    assert len(gaps) == 8 and max(steps) > 1e-3
-    assert max(gaps) < 2e-6  # a float32 rounding step or two of the validation loss
-
-
-def test_first_order_credit_equals_the_economics_reference(monkeypatch):
-    # the backend takes the product in torch (float32 mat-vec where the pieces are); economics'
-    # one_step_first_order (numpy, float64 redo of overflowing rows) is the reference
-    from economics.valuation import one_step_first_order
+def _gaps_to_reference(monkeypatch, training: dict, reference) -> tuple[list[float], list[float]]:
+    """Two rounds of 6 always-joining principals (half flip labels): per TL step, the largest gap between
+    the backend's credit and ``reference(backend, rec)``, and the reference's largest magnitude."""
     from sim.backends import RealBackend
 
     gaps, sizes = [], []
@@ -86,18 +57,44 @@ def test_first_order_credit_equals_the_economics_reference(monkeypatch):
     def checked(self, rec, credit, round_index):
         before = credit.copy()
         credit_step(self, rec, credit, round_index)
-        grad = self._grad_at(rec.theta)
-        want = one_step_first_order(rec.filtered.double().numpy(), rec.lr, grad.double().numpy())
+        want = reference(self, rec)
         gaps.append(np.abs(credit - before - want).max())
         sizes.append(np.abs(want).max())
 
     monkeypatch.setattr(RealBackend, "_credit_step", checked)
     cfg = {
         "rounds": 2,
-        "training": {"credit": "first_order", "standalone_epochs": 1},
+        "training": {"standalone_epochs": 1, **training},
         "population": {"n_principals": 6, "strategy": "fixed", "behaviours": {"honest": 0.5, "label_flip": 0.5}},
     }
     CooperativeModel(cfg, rng=0).run()
+    return gaps, sizes
+
+
+def test_exact_credit_equals_the_economics_reference(monkeypatch):
+    # the real backend builds V3's candidates from the trainer's float32 tensors; economics'
+    # one_step_counterfactual (float64 numpy, a loss oracle) is the definition
+    from economics.valuation import one_step_counterfactual
+
+    def reference(backend, rec):
+        return one_step_counterfactual(rec.theta.double().numpy(), rec.filtered.double().numpy(), rec.lr,
+                                       backend._loss_at)
+
+    gaps, steps = _gaps_to_reference(monkeypatch, {"model": "multitask"}, reference)
+    assert len(gaps) == 8 and max(steps) > 1e-3
+    assert max(gaps) < 2e-6  # a float32 rounding step or two of the validation loss
+
+
+def test_first_order_credit_equals_the_economics_reference(monkeypatch):
+    # the backend takes the product in torch (float32 mat-vec where the pieces are); economics'
+    # one_step_first_order (numpy, float64 redo of overflowing rows) is the reference
+    from economics.valuation import one_step_first_order
+
+    def reference(backend, rec):
+        grad = backend._grad_at(rec.theta)
+        return one_step_first_order(rec.filtered.double().numpy(), rec.lr, grad.double().numpy())
+
+    gaps, sizes = _gaps_to_reference(monkeypatch, {"credit": "first_order"}, reference)
     assert len(gaps) == 8 and max(sizes) > 1e-4
     # float32 products of ~5,000 terms against the float64 ones: a relative 1e-5 of the largest credit
     assert max(gaps) < 1e-5 * max(sizes)
