@@ -279,6 +279,11 @@ class Ledger:
     def matrix(self, steps: Sequence[int], members: Sequence[Hashable] | np.ndarray) -> np.ndarray:
         """``(T, N)`` credits of ``members`` at ``steps`` (0 where a member has no record)."""
         members = _ids(members)
+        if len(steps) == 1:  # one step (a horizon of one round): its record, when it lists exactly ``members``
+            ids, c = self._records[steps[0]]
+            if ids is members or (ids.shape == members.shape and ids.dtype == members.dtype
+                                  and bool(np.all(ids == members))):
+                return c[None, :].copy()
         out = np.zeros((len(steps), len(members)), dtype=np.float64)
         if members.dtype != object:
             order = np.argsort(members, kind="stable")
@@ -314,7 +319,7 @@ class Ledger:
         ids = self._member_ids(steps)
         mat = self.matrix(steps, ids)
         members = tuple(ids.tolist())
-        omega = schedule_weights(schedule or uniform_schedule(), steps)
+        omega = np.ones(len(steps)) if schedule is None else schedule_weights(schedule, steps)  # None: uniform
         weighted = omega[:, None] * mat
         cum = weighted.sum(axis=0)
         shares = alpha_power_shares(cum, alpha, negative=negative, all_zero=all_zero)

@@ -245,12 +245,14 @@ def validation_gradient(model: nn.Module, loss_fn: LossFn, theta: torch.Tensor, 
 
 class ValidationGradient:
     """``θ ↦ ∇L(θ)`` on fixed rows (X, y) for one model: the first-order credit option (the linear
-    term of V3) needs one such gradient per step.
+    term of V3) needs one such gradient per step; :meth:`many` takes the gradients at T parameter
+    vectors in one call (a round's steps, once the round has run).
 
     One forward and one backward: by hand for the models and losses :func:`batched_loss` stacks
     (Linear and ReLU/Tanh/Sigmoid layers; cross-entropy, or the multi-task loss for the multi-task
-    net), feature-major like the stacked forward, with the layer slices, ``Xᵀ`` and the one-hot
-    targets resolved once; else through ``functional_call`` and autograd. The model's parameters
+    net), feature-major like the stacked forward and batched over the T vectors (every layer one
+    batched matmul), with the layer slices, ``Xᵀ`` and the one-hot targets resolved once; else
+    through ``functional_call`` and autograd, one vector after another. The model's parameters
     and their ``.grad`` are left untouched; it is evaluated in eval mode (dropout off, batch
     statistics frozen), as :func:`batched_loss` evaluates candidates. Build a new one if the model's
     layers are replaced."""
@@ -280,26 +282,35 @@ class ValidationGradient:
                                  for k, (task, w) in enumerate(zip(loss_fn.tasks, loss_fn.weights, strict=True))]
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        """``∇L(θ)`` (D,) at one flat parameter vector (D,)."""
         check(theta.shape == (self.size,), "theta", tuple(theta.shape), f"a flat parameter vector ({self.size},)")
-        flat = theta.detach().to(self.dtype)
+        return self.many(theta[None])[0]
+
+    def many(self, thetas: torch.Tensor) -> torch.Tensor:
+        """``∇L(θ_t)`` (T, D) at T flat parameter vectors (T, D), one row each."""
+        check(thetas.ndim == 2 and thetas.shape[1] == self.size and thetas.shape[0] > 0, "thetas",
+              tuple(thetas.shape), f"T ≥ 1 flat parameter vectors (T, {self.size})")
+        flat = thetas.detach().to(self.dtype)
         if self._manual is not None:
-            return self._manual.gradient(flat, self._Xt, self._targets)
+            return self._manual.gradients(flat, self._Xt, self._targets)
         from torch.func import functional_call
 
         model = self.model
         layout = ParamLayout.of(model)
-        p = flat.clone().requires_grad_(True)
         training = model.training
         if training:
             model.eval()
+        out = []
         try:
             with torch.enable_grad():
-                loss = self.loss_fn(functional_call(model, layout.unflatten(p), (self.X,)), self.y)
-                (grad,) = torch.autograd.grad(loss, p)
+                for theta in flat:
+                    p = theta.clone().requires_grad_(True)
+                    loss = self.loss_fn(functional_call(model, layout.unflatten(p), (self.X,)), self.y)
+                    out.append(torch.autograd.grad(loss, p)[0])
         finally:
             if training:
                 model.train()
-        return grad
+        return torch.stack(out)
 
 
 class _Linear(NamedTuple):
@@ -391,77 +402,90 @@ class _StackedPlan:
         ops = [*self.trunk, *(op for _, h in self.heads or () for op in h)]
         return all(isinstance(op, _Linear) or type(op) in _DERIVATIVES for op in ops)
 
-    def gradient(self, theta: torch.Tensor, Xt: torch.Tensor,
-                 targets: list[tuple[str | None, torch.Tensor, float]]) -> torch.Tensor:
-        """``∇L(θ)`` at one flat vector by hand (no autograd), feature-major (activations
-        (features, rows)): a forward that keeps each Linear's input and each activation's output,
-        then the chain rule back, starting from ``w·(softmax − onehot)/B`` per cross-entropy term.
-        ``Xt`` is ``Xᵀ`` (features, B); ``targets`` holds per loss term (head or None, its
-        ``w·onehotᵀ/B`` (C, B), ``w/B``). Only for a plan whose :meth:`differentiable` holds."""
-        grad = torch.zeros_like(theta)
-        z, tape = _forward_one(self.trunk, theta, Xt)
+    def gradients(self, thetas: torch.Tensor, Xt: torch.Tensor,
+                  targets: list[tuple[str | None, torch.Tensor, float]]) -> torch.Tensor:
+        """``∇L(θ_t)`` (T, D) at T flat vectors (T, D) by hand (no autograd), feature-major
+        (activations (T, features, rows)): a forward that keeps each Linear's input and each
+        activation's output, then the chain rule back, starting from ``w·(softmax − onehot)/B`` per
+        cross-entropy term. ``Xt`` is ``Xᵀ`` (features, B); ``targets`` holds per loss term (head or
+        None, its ``w·onehotᵀ/B`` (C, B), ``w/B``). Only for a plan whose :meth:`differentiable`
+        holds."""
+        grads = torch.zeros_like(thetas)
+        z, tape = _forward_many(self.trunk, thetas, Xt)
         if self.heads is None:
             ((_, onehot, scale),) = targets
-            _backward_one(self.trunk, theta, tape, _cross_entropy_gradient(z, onehot, scale), grad)
-            return grad
+            _backward_many(self.trunk, thetas, tape, _cross_entropy_gradient(z, onehot, scale), grads)
+            return grads
         heads = dict(self.heads)
         dz = None
         for task, onehot, scale in targets:
-            logits, head_tape = _forward_one(heads[task], theta, z)
-            d = _backward_one(heads[task], theta, head_tape, _cross_entropy_gradient(logits, onehot, scale), grad,
-                              input_grad=True)
+            logits, head_tape = _forward_many(heads[task], thetas, z)
+            d = _backward_many(heads[task], thetas, head_tape, _cross_entropy_gradient(logits, onehot, scale), grads,
+                               input_grad=True)
             dz = d if dz is None else dz.add_(d)
         if dz is not None:
-            _backward_one(self.trunk, theta, tape, dz, grad)
-        return grad
+            _backward_many(self.trunk, thetas, tape, dz, grads)
+        return grads
 
 
-#: element-wise layers the hand-written gradient knows: (forward, dL/dinput from dL/doutput and the output)
+#: element-wise layers the hand-written gradient knows: (forward, the same in place, dL/dinput from
+#: dL/doutput and the output). The derivatives are aten's own backward kernels (the ones autograd
+#: runs for these layers): one pass each, where ``d * (out > 0)`` or ``d * (1 − out²)`` took two or three.
 _DERIVATIVES = {
-    nn.ReLU: (torch.relu, lambda d, out: d.mul_(out > 0)),
-    nn.Tanh: (torch.tanh, lambda d, out: d.mul_(1 - out * out)),
-    nn.Sigmoid: (torch.sigmoid, lambda d, out: d.mul_(out * (1 - out))),
+    nn.ReLU: (torch.relu, torch.relu_, lambda d, out: torch.ops.aten.threshold_backward(d, out, 0)),
+    nn.Tanh: (torch.tanh, torch.tanh_, torch.ops.aten.tanh_backward),
+    nn.Sigmoid: (torch.sigmoid, torch.sigmoid_, torch.ops.aten.sigmoid_backward),
 }
 
 
-def _forward_one(ops: tuple[_Op, ...], theta: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """One parameter vector's forward, feature-major (features, rows), keeping what the backward
-    needs: each Linear's input and each activation's output."""
+def _forward_many(ops: tuple[_Op, ...], thetas: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """T parameter vectors' forward at once, feature-major: ``h`` is the shared (I, B) input (``Xᵀ``)
+    or (T, I, B), every Linear one batched matmul giving (T, F, B). Keeps what the backward needs:
+    each Linear's input (as given) and each activation's output."""
     tape = []
+    n = thetas.shape[0]
+    fresh = False  # whether ``h`` is this forward's own Linear output (an activation may then run in place)
     for op in ops:
         if isinstance(op, _Linear):
             tape.append(h)
-            W = theta[op.weight].view(op.shape)
-            h = W @ h if op.bias is None else torch.addmm(theta[op.bias][:, None], W, h)
+            W = thetas[:, op.weight].view(n, *op.shape)
+            shared = h.expand(n, *h.shape) if h.ndim == 2 else h  # stride-0 batch: one Xᵀ for every vector
+            h = torch.bmm(W, shared) if op.bias is None else torch.baddbmm(thetas[:, op.bias, None], W, shared)
+            fresh = True
         else:
-            h = _DERIVATIVES[type(op)][0](h)
+            h = _DERIVATIVES[type(op)][1 if fresh else 0](h)
             tape.append(h)
     return h, tape
 
 
-def _backward_one(ops: tuple[_Op, ...], theta: torch.Tensor, tape: list, d: torch.Tensor, grad: torch.Tensor,
-                  *, input_grad: bool = False) -> torch.Tensor | None:
-    """The chain rule back through ``ops`` from ``d`` = dL/d(output) (features, rows): writes each
-    Linear's weight and bias gradients into their slices of ``grad``; returns dL/d(input) when
-    ``input_grad``."""
+def _backward_many(ops: tuple[_Op, ...], thetas: torch.Tensor, tape: list, d: torch.Tensor, grads: torch.Tensor,
+                   *, input_grad: bool = False) -> torch.Tensor | None:
+    """The chain rule back through ``ops`` from ``d`` = dL/d(output) (T, features, rows): writes each
+    Linear's weight and bias gradients into their slices of ``grads`` (T, D); returns dL/d(input)
+    when ``input_grad``."""
+    n = thetas.shape[0]
     for i in range(len(ops) - 1, -1, -1):
         op = ops[i]
         if isinstance(op, _Linear):
-            torch.mm(d, tape[i].T, out=grad[op.weight].view(op.shape))
+            out = grads[:, op.weight].view(n, *op.shape)
+            if tape[i].ndim == 2:  # the shared Xᵀ: every vector's (F, B) rows against it in one matmul
+                out.copy_(torch.mm(d.view(-1, d.shape[2]), tape[i].T).view(out.shape))
+            else:
+                torch.bmm(d, tape[i].transpose(1, 2), out=out)
             if op.bias is not None:
-                torch.sum(d, 1, out=grad[op.bias])
+                torch.sum(d, 2, out=grads[:, op.bias])
             if i == 0 and not input_grad:
                 return None
-            d = theta[op.weight].view(op.shape).T @ d
+            d = torch.bmm(thetas[:, op.weight].view(n, *op.shape).transpose(1, 2), d)
         else:
-            d = _DERIVATIVES[type(op)][1](d, tape[i])
+            d = _DERIVATIVES[type(op)][2](d, tape[i])
     return d
 
 
 def _cross_entropy_gradient(logits: torch.Tensor, onehot: torch.Tensor, scale: float) -> torch.Tensor:
-    """d/dlogits of ``w ·`` the mean cross-entropy, class-major logits (C, B):
+    """d/dlogits of ``w ·`` the mean cross-entropy, class-major logits (T, C, B):
     ``w·(softmax − onehot)/B`` with ``onehot`` = ``w·onehotᵀ/B`` and ``scale`` = ``w/B``."""
-    return torch.softmax(logits, 0).mul_(scale).sub_(onehot)
+    return torch.softmax(logits, 1).mul_(scale).sub_(onehot)
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, _StackedPlan | None]] = weakref.WeakKeyDictionary()

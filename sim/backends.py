@@ -40,6 +40,10 @@ from sim.config import CooperativeConfig
 from sim.outcome import RoundOutcome
 from sim.population import Population
 
+#: the first-order credit option holds a round's steps to take their validation gradients in one
+#: call; it credits them early once their pieces exceed this many bytes (a long round of a big model)
+FIRST_ORDER_HOLD_BYTES = 64 * 2**20
+
 
 class RealBackend:
     """Real torch training of one shared model on the members' contributed data."""
@@ -192,9 +196,10 @@ class RealBackend:
                 plan = VirtualBatchPlan(rows, tc.batch_size, seed=derive_seed(self.seed, 21, round_index))
 
                 deltas_t = torch.from_numpy(deltas)  # shares deltas' memory: accumulated in place
+                held: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # first-order steps not yet credited
 
                 def credit_hook(rec) -> None:
-                    self._credit_step(rec, credit, round_index)
+                    self._credit_step(rec, credit, round_index, held)
                     deltas_t.add_(rec.filtered.cpu(), alpha=-rec.lr)  # the round's displacements −η g̃_i
                     excluded[:] |= rec.excluded
 
@@ -207,6 +212,7 @@ class RealBackend:
                         if done >= tc.steps_per_round:
                             break
                     epoch += 1
+                self._first_order_credit(held, credit, round_index)
             else:
                 keep = rows > 0
                 sub = [d for d, k in zip(data, keep, strict=True) if k]
@@ -231,32 +237,24 @@ class RealBackend:
         acc = accuracy(self.model, self.X_test, self.y_test)
         return RoundOutcome(acc, loss_value(self.model, self.loss_fn, self.X_val, self.y_val), credit, deltas, rows)
 
-    def _credit_step(self, rec, credit: np.ndarray, round_index: int) -> None:
-        """One TL step's credit, added to ``credit``. ``training.credit``: "exact" evaluates (V3) for
-        every member with a non-zero piece in one batched call built from the trainer's tensors
-        (``counterfactual_losses``: no numpy or float64 copy of the (N, D) pieces; the first layer from
-        the pieces' factors when the step kept them); "first_order" takes
-        its linear term η·⟨g̃_i, ∇L_val(θ)⟩ (``economics.valuation.one_step_first_order``), one
-        validation gradient per step."""
+    def _credit_step(self, rec, credit: np.ndarray, round_index: int,
+                     held: list[tuple[torch.Tensor, torch.Tensor, float]]) -> None:
+        """One TL step's credit. ``training.credit``: "exact" adds (V3) for every member with a
+        non-zero piece to ``credit``, from one batched evaluation built from the trainer's tensors
+        (``counterfactual_losses``: no numpy or float64 copy of the (N, D) pieces; the first layer
+        from the pieces' factors when the step kept them); "first_order" holds the step (θ_t, its
+        filtered pieces, η) in ``held`` for :meth:`_first_order_credit`, which credits the held steps
+        together at the end of the round, or as soon as they hold more than
+        ``FIRST_ORDER_HOLD_BYTES`` of pieces. The trainer's record tensors are fresh each step, so
+        holding them copies nothing."""
         pieces = rec.filtered
-        if not _all_finite(rec.theta):
-            self._diverged(round_index)
-        if self.config.training.credit == "first_order":
-            grad_at = getattr(self, "_grad_at", None)  # built on first use: layers, Xᵀ and targets resolved once
-            if grad_at is None:
-                grad_at = self._grad_at = ValidationGradient(self.model, self.loss_fn, self.X_val, self.y_val)
-            grad = grad_at(rec.theta)
-            # one_step_first_order's product, taken where the pieces are (torch's mat-vec: no numpy copy, no
-            # BLAS threads woken); any non-finite value (a non-finite piece or gradient, or a float32
-            # overflow) sends the step to the reference, which redoes overflowing rows in float64
-            values = torch.mv(pieces, grad.to(pieces.dtype)).mul_(rec.lr).double().cpu().numpy()
-            if not np.all(np.isfinite(values)):
-                try:  # checks that the pieces and the gradient are finite
-                    values = one_step_first_order(pieces.cpu().numpy(), rec.lr, grad.cpu().numpy())
-                except InputError:  # non-finite pieces or gradient, or overflowing products: name the settings
-                    self._diverged(round_index)
-            credit += values
+        if self.config.training.credit == "first_order":  # θ_t is checked with the held steps' θ
+            held.append((rec.theta, pieces, rec.lr))
+            if sum(p.numel() * p.element_size() for _, p, _ in held) > FIRST_ORDER_HOLD_BYTES:
+                self._first_order_credit(held, credit, round_index)
         else:
+            if not _all_finite(rec.theta):
+                self._diverged(round_index)
             base, rows, losses = counterfactual_losses(self.model, self.loss_fn, rec.theta, pieces, rec.lr,
                                                        self.X_val, self.y_val, factors=rec.factors,
                                                        scales=rec.scales)
@@ -265,6 +263,38 @@ class RealBackend:
             if not (np.isfinite(base) and np.all(np.isfinite(values))):
                 self._diverged(round_index)
             credit[rows.cpu().numpy()] += base - values
+
+    def _first_order_credit(self, held: list[tuple[torch.Tensor, torch.Tensor, float]], credit: np.ndarray,
+                            round_index: int) -> None:
+        """The first-order credit option: adds V3's linear term η·⟨g̃_i, ∇L_val(θ_t)⟩
+        (``economics.valuation.one_step_first_order``) of every held step to ``credit``, step after
+        step, and empties ``held``. The validation gradients at the steps' θ_t come from one batched
+        call (``ValidationGradient.many``: a round's steps cost about two single gradients, not one
+        each); each product g̃·∇L is a torch mat-vec where the pieces are (no numpy copy of them).
+        Any non-finite value (a non-finite piece or gradient, or a float32 overflow) sends that step
+        to the reference, which redoes overflowing rows in float64."""
+        if not held:
+            return
+        grad_at = getattr(self, "_grad_at", None)  # built on first use: layers, Xᵀ and targets resolved once
+        if grad_at is None:
+            grad_at = self._grad_at = ValidationGradient(self.model, self.loss_fn, self.X_val, self.y_val)
+        thetas = torch.stack([theta for theta, _, _ in held])
+        if not _all_finite(thetas):
+            self._diverged(round_index)
+        grads = grad_at.many(thetas)
+        lrs = torch.tensor([lr for _, _, lr in held], dtype=grads.dtype, device=grads.device)
+        steps = torch.stack([torch.mv(pieces, grad.to(pieces.dtype)) for (_, pieces, _), grad in zip(held, grads,
+                                                                                                     strict=True)])
+        values = steps.mul_(lrs[:, None]).double().cpu().numpy()  # (T, N): η_t·⟨g̃_i, ∇L_val(θ_t)⟩
+        finite = np.isfinite(values).all(axis=1)
+        for t, ((_, pieces, lr), grad) in enumerate(zip(held, grads, strict=True)):
+            if not finite[t]:
+                try:  # checks that the pieces and the gradient are finite
+                    values[t] = one_step_first_order(pieces.cpu().numpy(), lr, grad.cpu().numpy())
+                except InputError:  # non-finite pieces or gradient, or overflowing products: name the settings
+                    self._diverged(round_index)
+            credit += values[t]
+        held.clear()
 
     def _diverged(self, round_index: int) -> None:
         """The shared model or a reported piece became non-finite (with the guard off): the error names

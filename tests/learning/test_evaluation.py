@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from coopsim.errors import InputError
 from learning.evaluation import accuracy, batched_accuracy, batched_loss, loss_value, stacked_supported
 from learning.models import MultiTaskLoss, build_model
 from learning.params import flat_params, set_flat_params
@@ -236,6 +237,16 @@ def test_validation_gradient_at_other_parameters(risk_digits, model_name):
     loss(model(X), y).backward()
     want = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     assert got.shape == theta.shape and torch.allclose(got, want, atol=1e-6)
+    # many vectors in one call (a round's steps): row t is the gradient at θ_t, as one call at θ_t gives
+    # (float32: the batched matmuls may round differently from the single one, hence a tolerance)
+    thetas = torch.stack([other, theta, *_candidates(model, 2, 0.1)])
+    many = grad_at.many(thetas)
+    assert many.shape == thetas.shape
+    for t in range(len(thetas)):
+        assert torch.allclose(many[t], grad_at(thetas[t]), atol=1e-7, rtol=1e-5)
+    assert torch.allclose(many[0], want, atol=1e-6)
+    with pytest.raises(InputError, match="thetas"):
+        grad_at.many(thetas[:, :-1])
 
 
 def test_first_order_term_from_the_validation_gradient_tends_to_v3(risk_digits):

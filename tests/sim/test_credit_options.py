@@ -46,29 +46,37 @@ def test_first_order_credit_has_the_sign_pattern_of_exact(substrate):
     np.testing.assert_allclose(first.credit, exact.credit, rtol=0.3)
 
 
-def _gaps_to_reference(monkeypatch, training: dict, reference) -> tuple[list[float], list[float]]:
-    """Two rounds of 6 always-joining principals (half flip labels): per TL step, the largest gap between
-    the backend's credit and ``reference(backend, rec)``, and the reference's largest magnitude."""
+def _gaps_to_reference(monkeypatch, training: dict, reference) -> tuple[list[float], list[float], int]:
+    """Two rounds of 6 always-joining principals (half flip labels). Per round: the largest gap between
+    the backend's credit and the sum of ``reference(backend, rec)`` over the round's TL steps, and the
+    sum over those steps of the reference's largest magnitude; and the number of steps seen. (Per
+    round, not per step: first-order credit is added at the end of the round.)"""
     from sim.backends import RealBackend
 
-    gaps, sizes = [], []
-    credit_step = RealBackend._credit_step
+    gaps, sizes, want = [], [], []
+    credit_step, train_round = RealBackend._credit_step, RealBackend.train_round
 
-    def checked(self, rec, credit, round_index):
-        before = credit.copy()
-        credit_step(self, rec, credit, round_index)
-        want = reference(self, rec)
-        gaps.append(np.abs(credit - before - want).max())
-        sizes.append(np.abs(want).max())
+    def step(self, rec, credit, round_index, held):
+        credit_step(self, rec, credit, round_index, held)
+        want.append(reference(self, rec))
 
-    monkeypatch.setattr(RealBackend, "_credit_step", checked)
+    def round_(self, round_index, members, kinds):
+        before = len(want)
+        out = train_round(self, round_index, members, kinds)
+        steps = want[before:]
+        gaps.append(np.abs(out.credit - np.sum(steps, axis=0)).max())
+        sizes.append(sum(np.abs(w).max() for w in steps))
+        return out
+
+    monkeypatch.setattr(RealBackend, "_credit_step", step)
+    monkeypatch.setattr(RealBackend, "train_round", round_)
     cfg = {
         "rounds": 2,
         "training": {"standalone_epochs": 1, **training},
         "population": {"n_principals": 6, "strategy": "fixed", "behaviours": {"honest": 0.5, "label_flip": 0.5}},
     }
     CooperativeModel(cfg, rng=0).run()
-    return gaps, sizes
+    return gaps, sizes, len(want)
 
 
 def test_exact_credit_equals_the_economics_reference(monkeypatch):
@@ -80,21 +88,56 @@ def test_exact_credit_equals_the_economics_reference(monkeypatch):
         return one_step_counterfactual(rec.theta.double().numpy(), rec.filtered.double().numpy(), rec.lr,
                                        backend._loss_at)
 
-    gaps, steps = _gaps_to_reference(monkeypatch, {"model": "multitask"}, reference)
-    assert len(gaps) == 8 and max(steps) > 1e-3
-    assert max(gaps) < 2e-6  # a float32 rounding step or two of the validation loss
+    gaps, sizes, steps = _gaps_to_reference(monkeypatch, {"model": "multitask"}, reference)
+    assert steps == 8 and len(gaps) == 2 and max(sizes) > 1e-3
+    assert max(gaps) < 4 * 2e-6  # a float32 rounding step or two of the validation loss, per step
+
+
+def _autograd_validation_gradient(backend, theta):
+    """∇L_val(θ) by autograd through the model itself (not the hand-written gradient)."""
+    from torch.func import functional_call, grad
+
+    from learning.params import ParamLayout
+
+    layout = ParamLayout.of(backend.model)
+    backend.model.eval()
+    try:
+        return grad(lambda p: backend.loss_fn(functional_call(backend.model, layout.unflatten(p), (backend.X_val,)),
+                                              backend.y_val))(theta.detach())
+    finally:
+        backend.model.train()
 
 
 def test_first_order_credit_equals_the_economics_reference(monkeypatch):
-    # the backend takes the product in torch (float32 mat-vec where the pieces are); economics'
-    # one_step_first_order (numpy, float64 redo of overflowing rows) is the reference
+    # the backend takes the validation gradients of a round's steps in one batched call and the
+    # products in torch (float32 mat-vecs where the pieces are); economics' one_step_first_order
+    # (numpy, float64 redo of overflowing rows) with autograd's gradient at each θ_t is the reference
     from economics.valuation import one_step_first_order
 
     def reference(backend, rec):
-        grad = backend._grad_at(rec.theta)
+        grad = _autograd_validation_gradient(backend, rec.theta)
         return one_step_first_order(rec.filtered.double().numpy(), rec.lr, grad.double().numpy())
 
-    gaps, sizes = _gaps_to_reference(monkeypatch, {"credit": "first_order"}, reference)
-    assert len(gaps) == 8 and max(sizes) > 1e-4
-    # float32 products of ~5,000 terms against the float64 ones: a relative 1e-5 of the largest credit
-    assert max(gaps) < 1e-5 * max(sizes)
+    gaps, sizes, steps = _gaps_to_reference(monkeypatch, {"credit": "first_order"}, reference)
+    assert steps == 8 and len(gaps) == 2 and min(sizes) > 1e-4
+    # float32 products of ~5,000 terms against the float64 ones: a relative 1e-5 of each step's largest credit
+    for gap, size in zip(gaps, sizes, strict=True):
+        assert gap < 1e-5 * size
+
+
+def test_first_order_credit_held_or_credited_step_by_step_agrees(monkeypatch):
+    # a round's steps are held for one batched gradient; past FIRST_ORDER_HOLD_BYTES they are credited
+    # early (here: every step on its own); the credit is the same up to float32 rounding
+    import sim.backends
+
+    def credits() -> np.ndarray:
+        cfg = {"rounds": 2, "training": {"credit": "first_order", "standalone_epochs": 1},
+               "population": {"n_principals": 5, "strategy": "fixed"}}
+        _, agents = CooperativeModel(cfg, rng=3).run().frames()
+        return agents["credit"].to_numpy()
+
+    held = credits()
+    monkeypatch.setattr(sim.backends, "FIRST_ORDER_HOLD_BYTES", 0)
+    each = credits()
+    assert np.abs(held).max() > 1e-4
+    np.testing.assert_allclose(each, held, rtol=1e-5, atol=1e-9)
