@@ -77,8 +77,8 @@ def with_shadow_first_order(model: CooperativeModel) -> dict[int, np.ndarray]:
     credit_step, train_round = backend._credit_step, backend.train_round
     cumulative: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(2))
 
-    def both(rec, credit, round_index):
-        credit_step(rec, credit, round_index)
+    def both(rec, credit, round_index, held):
+        credit_step(rec, credit, round_index, held)
         _, shadow = pending.setdefault(id(credit), (credit, np.zeros_like(credit)))
         shadow += one_step_first_order(rec.filtered.cpu().numpy(), rec.lr, grad_at(rec.theta).cpu().numpy())
 

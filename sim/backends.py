@@ -282,9 +282,9 @@ class RealBackend:
         if not _all_finite(thetas):
             self._diverged(round_index)
         grads = grad_at.many(thetas)
-        lrs = torch.tensor([lr for _, _, lr in held], dtype=grads.dtype, device=grads.device)
         steps = torch.stack([torch.mv(pieces, grad.to(pieces.dtype)) for (_, pieces, _), grad in zip(held, grads,
                                                                                                      strict=True)])
+        lrs = torch.tensor([lr for _, _, lr in held], dtype=steps.dtype, device=steps.device)
         values = steps.mul_(lrs[:, None]).double().cpu().numpy()  # (T, N): η_t·⟨g̃_i, ∇L_val(θ_t)⟩
         finite = np.isfinite(values).all(axis=1)
         for t, ((_, pieces, lr), grad) in enumerate(zip(held, grads, strict=True)):
