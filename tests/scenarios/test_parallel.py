@@ -135,3 +135,50 @@ def test_helpers_started_under_another_working_directory_are_replaced(tmp_path, 
     third = helper_pool(1)
     assert third is not second
     third.shutdown(wait=True)
+
+
+def test_dask_tasks_reach_the_scheduler_as_bytes(tmp_path):
+    # A Dask scheduler unpickles every task it is given. dask_map sends each (fn, item) as bytes, so
+    # the scheduler imports only scenarios.parallel, never the task's own module (for a sweep: the
+    # whole library, seconds of CPU taken from the workers). Scheduler and worker run in their own
+    # processes here, as on a cluster; a task submitted the plain way is the control.
+    import functools
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    distributed = pytest.importorskip("dask.distributed")
+    from economics.settlement import alpha_power_shares
+    from scenarios.parallel import dask_map
+
+    address = tmp_path / "scheduler.json"
+    cli = [sys.executable, "-m"]
+    procs = [subprocess.Popen([*cli, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(address)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(300):
+            if address.exists():
+                break
+            time.sleep(0.05)
+        procs.append(subprocess.Popen([*cli, "distributed.cli.dask_worker", "--scheduler-file", str(address),
+                                       "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with distributed.Client(scheduler_file=str(address), timeout=30) as client:
+            client.wait_for_workers(1, timeout=30)
+            items = [np.array([1.0, 3.0]), np.array([2.0, 2.0, 4.0])]
+            got = list(dask_map(functools.partial(alpha_power_shares, alpha=1.0), items, client, ["a", "b"]))
+            assert sorted(map(len, got)) == [2, 3]
+            assert all(abs(g.sum() - 1.0) < 1e-12 for g in got)
+
+            def on_scheduler() -> bool:
+                return client.run_on_scheduler(eval, "'economics.settlement' in __import__('sys').modules")
+
+            assert not on_scheduler()
+            client.submit(alpha_power_shares, items[0], 1.0, pure=False).result()  # the task named directly
+            assert on_scheduler()
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
