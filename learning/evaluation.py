@@ -23,7 +23,6 @@ evaluates them (with θ) in one :func:`batched_loss` call; :func:`validation_gra
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,23 +127,26 @@ def counterfactual_losses(
     dtype = next(model.parameters()).dtype
     check(pieces.ndim == 2 and theta.shape == pieces.shape[1:], "pieces", tuple(pieces.shape),
           f"an (N, {theta.shape[0]}) stack of pieces matching theta")
-    # per-row max and min (cheaper than torch.any, and here than torch.aminmax): a row is non-zero where
-    # either is (a NaN propagates through both, so it counts), and holds only finite entries where both are
-    hi, lo = pieces.amax(1), pieces.amin(1)
-    rows = ((hi != 0) | (lo != 0)).nonzero().flatten()
-    k = len(rows)
+    # per-row max and min (cheaper than torch.any, and here than torch.aminmax), then on the CPU as N
+    # numbers, where the masks cost numpy's microseconds rather than torch operations: a row is non-zero
+    # where either is (a NaN propagates through both, so it counts), and holds only finite entries where
+    # both are
+    hi, lo = pieces.amax(1).cpu().numpy(), pieces.amin(1).cpu().numpy()
+    chosen_rows = np.flatnonzero((hi != 0) | (lo != 0))
+    rows = torch.from_numpy(chosen_rows).to(pieces.device)
+    k = len(chosen_rows)
     if k == 0:
         return float(batched_loss(model, loss_fn, theta.to(dtype)[None], X, y, method=method)[0]), rows, \
             torch.zeros(0, dtype=dtype)
     plan = _stacked_plan(model) if factors is not None and method in ("auto", "stacked") else None
     device = next(model.parameters()).device  # where batched_loss would evaluate
-    low_rank = None if plan is None else _LowRankFirst.of(plan, factors, scales, rows, lr,
+    low_rank = None if plan is None else _LowRankFirst.of(plan, factors, scales, chosen_rows, lr,
                                                            theta.to(device=device, dtype=dtype))
     # the candidates' parameters; with the first layer from the factors, only the columns after it
     start = 0 if low_rank is None else low_rank.end
     chosen = pieces[:, start:] if k == len(pieces) else pieces[:, start:].index_select(0, rows)
     P = torch.empty(k + 1, theta.shape[0], dtype=dtype, device=pieces.device)
-    P[0, start:] = theta[start:]
+    P[0, start:].copy_(theta[start:])
     torch.sub(theta[start:].to(dtype), chosen.to(dtype), alpha=lr, out=P[1:, start:])
     chunk = max(1, max_entries // max(theta.shape[0], 1))
     if low_rank is not None:
@@ -159,11 +161,9 @@ def counterfactual_losses(
         out = torch.cat([batched_loss(model, loss_fn, P[s:s + chunk], X, y, method=method)
                          for s in range(0, k + 1, chunk)])
     losses = out[1:]
-    # one reduction: hi − lo is finite wherever both are (an overflow to inf only sends a finite stack
-    # down the exact check below)
-    if not math.isfinite((hi - lo).sum(dtype=torch.float64).item()):
-        finite = (hi.isfinite() & lo.isfinite())[rows]
-        losses = losses.masked_fill(~finite, float("nan"))
+    finite = np.isfinite(hi[chosen_rows]) & np.isfinite(lo[chosen_rows])
+    if not finite.all():
+        losses = losses.masked_fill(~torch.from_numpy(finite).to(losses.device), float("nan"))
     return float(out[0]), rows, losses
 
 
@@ -184,7 +184,7 @@ class _LowRankFirst:
         self._shared: tuple[torch.Tensor, torch.Tensor] | None = None  # (W Xᵀ + b, C), for every chunk
 
     @classmethod
-    def of(cls, plan: _StackedPlan, factors: GradientFactors, scales: np.ndarray | None, rows: torch.Tensor,
+    def of(cls, plan: _StackedPlan, factors: GradientFactors, scales: np.ndarray | None, rows: np.ndarray,
            lr: float, theta: torch.Tensor) -> _LowRankFirst | None:
         """For the candidates θ, then θ − lr·pieces[rows[j]]; None when the model or factors don't allow it
         (a first layer that is not a Linear on 2-d inputs, whose parameters do not lead the flat
@@ -204,14 +204,14 @@ class _LowRankFirst:
         if D is None or A.ndim != 2 or D.ndim != 2 or A.shape[0] != D.shape[0]:
             return None
         zero_pad, _, width = factors.padding()
-        chosen = rows.cpu().numpy()
         # candidate 0 (θ) points every slot at the zero row appended to Δ and to C = A Xᵀ + 1
-        index = np.vstack([np.full((1, width), A.shape[0]), zero_pad.numpy()[chosen]])
-        coef = np.concatenate([[0.0], lr * np.asarray(scales, dtype=np.float64)[chosen]])
+        index = np.vstack([np.full((1, width), A.shape[0]), zero_pad.numpy()[rows]])
+        coef = np.concatenate([[0.0], lr * np.asarray(scales, dtype=np.float64)[rows]])
         device, dtype = theta.device, theta.dtype
         index_t = torch.from_numpy(index).to(device)
         D = D.to(device=device, dtype=dtype)
-        Dk = torch.cat([D, D.new_zeros(1, D.shape[1])])[index_t]  # (k + 1, width, out)
+        Dk = torch.cat([D, D.new_zeros(1, D.shape[1])]).index_select(0, index_t.view(-1))
+        Dk = Dk.view(*index.shape, D.shape[1])  # (k + 1, width, out)
         Dk.mul_(torch.from_numpy(coef).to(device=device, dtype=dtype)[:, None, None])
         return cls(theta[op.weight].view(op.shape), None if op.bias is None else theta[op.bias],
                    A.to(device=device, dtype=dtype), Dk.transpose(1, 2), index_t, end)
