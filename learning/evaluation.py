@@ -484,7 +484,8 @@ def _backward_many(ops: tuple[_Op, ...], thetas: torch.Tensor, tape: list, d: to
 
 def _cross_entropy_gradient(logits: torch.Tensor, onehot: torch.Tensor, scale: float) -> torch.Tensor:
     """d/dlogits of ``w ·`` the mean cross-entropy, class-major logits (T, C, B):
-    ``w·(softmax − onehot)/B`` with ``onehot`` = ``w·onehotᵀ/B`` and ``scale`` = ``w/B``."""
+    ``w·(softmax − onehot)/B`` with ``onehot`` = ``w·onehotᵀ/B`` (C, B, the same for every vector) and
+    ``scale`` = ``w/B``."""
     return torch.softmax(logits, 1).mul_(scale).sub_(onehot)
 
 

@@ -218,6 +218,13 @@ def test_ledger_matches_integer_ids_across_steps() -> None:
     led.record(1, [9, 7], [4.0, 5.0])
     assert led.members() == (5, 2, 9, 7)
     np.testing.assert_array_equal(led.matrix([0, 1], [9, 7, 5, 2]), [[3.0, 0.0, 1.0, 2.0], [4.0, 5.0, 0.0, 0.0]])
+    # one step: its own record when the members are exactly its ids (a copy), else the general path
+    one = led.matrix([0], [5, 2, 9])
+    np.testing.assert_array_equal(one, [[1.0, 2.0, 3.0]])
+    one[0, 0] = 99.0
+    np.testing.assert_array_equal(led.matrix([0], [5, 2, 9]), [[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(led.matrix([0], [9, 5, 2]), [[3.0, 1.0, 2.0]])
+    np.testing.assert_array_equal(led.matrix([0], [2, 7]), [[2.0, 0.0]])
 
 
 def test_ledger_refuses_a_repeated_step() -> None:
