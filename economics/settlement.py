@@ -281,8 +281,7 @@ class Ledger:
         members = _ids(members)
         if len(steps) == 1:  # one step (a horizon of one round): its record, when it lists exactly ``members``
             ids, c = self._records[steps[0]]
-            if ids is members or (ids.shape == members.shape and ids.dtype == members.dtype
-                                  and bool(np.all(ids == members))):
+            if ids is members or np.array_equal(ids, members):
                 return c[None, :].copy()
         out = np.zeros((len(steps), len(members)), dtype=np.float64)
         if members.dtype != object:
